@@ -1,0 +1,366 @@
+"""Model configuration as data: dataclasses, named presets, YAML and dotted overrides.
+
+Every MFCLIP component has a switch here so that ablations are a config change, never a code
+change. Unknown keys are errors (with a suggestion), because a silently ignored typo in an
+ablation config produces a wrong table, not a crash.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "BackboneConfig",
+    "ConfigError",
+    "FLEConfig",
+    "FusionConfig",
+    "HeadConfig",
+    "LossConfig",
+    "MFCLIPConfig",
+    "NoiseConfig",
+    "PreprocessConfig",
+    "SPAConfig",
+    "apply_overrides",
+    "from_dict",
+    "to_dict",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid; the message names the offending field."""
+
+
+@dataclass
+class BackboneConfig:
+    """Where the CLIP towers come from.
+
+    ``name`` is a Hugging Face hub id (``openai/clip-vit-base-patch16``), a local directory
+    saved with ``CLIPModel.save_pretrained``, or a built-in offline backbone: ``tiny`` (a few
+    random layers, for tests and the demo) or ``scratch-b32`` (ViT-B/32-sized text tower,
+    random init, as in the released code).
+    """
+
+    name: str = "openai/clip-vit-base-patch16"
+    revision: str | None = None
+    #: Load weights (``True``) or only the architecture from the hub config (``False``).
+    pretrained: bool = True
+    #: Freeze the CLIP towers (their parameters get ``requires_grad=False``).
+    freeze_text: bool = False
+    freeze_vision: bool = False
+
+
+@dataclass
+class FLEConfig:
+    """Fine-grained language encoder.
+
+    ``mode: levels`` encodes each prompt level with CLIP's own 77 positions and fuses the level
+    embeddings; ``mode: concat`` reproduces the released code (four levels concatenated into one
+    308-token causal sequence pooled at the end of L1, so levels 2-4 cannot matter).
+    """
+
+    enabled: bool = True
+    mode: Literal["levels", "concat"] = "levels"
+    #: Which prompt levels (1-based) are built and encoded; ``[1]`` is the L1-only ablation.
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    #: How level embeddings are combined in ``levels`` mode.
+    fusion: Literal["weighted", "mean", "mlp"] = "weighted"
+    context_length: int = 77
+
+
+@dataclass
+class NoiseConfig:
+    """Noise branch: richest-patch selection, SRM filtering and the noise encoder."""
+
+    enabled: bool = True
+    patch_size: int = 112
+    #: Stride between candidate patches; ``None`` means ``patch_size`` (non-overlapping).
+    stride: int | None = None
+    #: Luma weights for the grey image used by the GLCM (released code: 0.299/0.587/0.114).
+    luma: list[float] = field(default_factory=lambda: [0.299, 0.587, 0.114])
+    #: ``argmin`` homogeneity = texture-richest (released); ``argmax`` for the ablation.
+    select: Literal["argmin", "argmax"] = "argmin"
+    srm_clip: float = 3.0
+    #: ``grid``: conv stem then one token per cell; ``flatten``: the released single token.
+    tokens: Literal["grid", "flatten"] = "grid"
+    stem_channels: list[int] = field(default_factory=lambda: [32, 64])
+    width: int = 256
+    depth: int = 3
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    #: Side of the token grid in ``grid`` mode (the stem output is pooled to it).
+    grid: int = 7
+    dropout: float = 0.0
+
+
+@dataclass
+class FusionConfig:
+    """How the global and noise embeddings become one visual feature."""
+
+    #: ``sum`` (released), ``concat`` (linear over both), ``gate`` (learned per-channel gate).
+    mode: Literal["sum", "concat", "gate"] = "sum"
+
+
+@dataclass
+class SPAConfig:
+    """Sample pair attention on the image-text similarity matrix.
+
+    ``content``: negatives are re-weighted from what their prompts share (see
+    :mod:`mfclip.model.spa`); ``static``: the released learnable ``size x size`` sigmoid gate
+    indexed by batch slot; ``off``: plain contrastive logits.
+    """
+
+    mode: Literal["content", "static", "off"] = "content"
+    #: Weight of negatives with the opposite label (> 1 emphasises them).
+    opposite_weight: float = 2.0
+    #: Same-label negatives sharing k prompt levels get ``related_weight ** (k - 1)``.
+    related_weight: float = 0.5
+    #: Remove negatives whose prompts are identical to the positive's (false negatives).
+    mask_identical: bool = True
+    static_size: int = 24
+    static_init: float = 0.0
+
+
+@dataclass
+class HeadConfig:
+    """Classification head (LayerNorm + Linear -> 2) and distillation predictor."""
+
+    num_classes: int = 2
+    dropout: float = 0.0
+    #: Linear map from the visual feature to the text space, needed by the KD loss.
+    predictor: bool = True
+
+
+@dataclass
+class LossConfig:
+    """Loss weights. Defaults equal the released code's effective objective.
+
+    Released: ``(CE_i2t + CE_t2i)/2 + KLDiv(log_softmax(p/T), softmax(t/T) * a*T^2)
+    + (1 - a) * CE + CE`` with ``T = 20`` and ``a = 0.5``: weight 1 on L_cmc, ``a*T^2 = 200``
+    on the KL term (plus a constant ``200*log(200)`` that carries no gradient and which we
+    omit), and ``1.5`` on L_ce.
+    """
+
+    cmc: float = 1.0
+    kd: float = 200.0
+    ce: float = 1.5
+    kd_temperature: float = 20.0
+    #: Stop gradients into the text tower through the KD teacher (released: ``False``).
+    kd_detach_teacher: bool = False
+    logit_scale_init: float = 1.0 / 0.07
+    logit_scale_max: float = 100.0
+
+
+@dataclass
+class PreprocessConfig:
+    """Preprocessing metadata that travels with the weights (filled from the backbone)."""
+
+    image_size: int = 224
+    mean: list[float] = field(default_factory=lambda: [0.48145466, 0.4578275, 0.40821073])
+    std: list[float] = field(default_factory=lambda: [0.26862954, 0.26130258, 0.27577711])
+    resize: int = 224
+    interpolation: Literal["bicubic", "bilinear", "lanczos"] = "bicubic"
+
+
+@dataclass
+class MFCLIPConfig:
+    """The whole model: which variant and how each component is built."""
+
+    name: str = "mfclip-vit-b16"
+    #: ``mfclip`` (CLIP towers), ``official`` (released VGG-style image branch from scratch).
+    variant: Literal["mfclip", "official"] = "mfclip"
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    fle: FLEConfig = field(default_factory=FLEConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    spa: SPAConfig = field(default_factory=SPAConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    #: Width of the official variant's transformers (released: 512).
+    official_dim: int = 512
+
+    @property
+    def uses_text(self) -> bool:
+        """Whether training needs the language branch at all."""
+        return self.fle.enabled and (self.loss.cmc > 0 or self.loss.kd > 0)
+
+    def validate(self) -> MFCLIPConfig:
+        """Check cross-field constraints; returns ``self`` for chaining."""
+        if not self.fle.levels or any(lv not in (1, 2, 3, 4) for lv in self.fle.levels):
+            raise ConfigError(f"fle.levels must be a non-empty subset of [1, 2, 3, 4], got {self.fle.levels}")
+        if len(set(self.fle.levels)) != len(self.fle.levels):
+            raise ConfigError(f"fle.levels has duplicates: {self.fle.levels}")
+        if self.fle.mode == "concat" and self.fle.levels[0] != 1:
+            raise ConfigError("fle.mode=concat pools at the end of L1, so fle.levels must start with 1")
+        if self.noise.patch_size > self.preprocess.image_size:
+            raise ConfigError(
+                f"noise.patch_size={self.noise.patch_size} is larger than the input size "
+                f"{self.preprocess.image_size}"
+            )
+        if self.noise.stride is not None and self.noise.stride <= 0:
+            raise ConfigError(f"noise.stride must be positive, got {self.noise.stride}")
+        if len(self.noise.luma) != 3:
+            raise ConfigError(f"noise.luma needs three weights, got {self.noise.luma}")
+        if self.noise.width % self.noise.heads:
+            raise ConfigError(f"noise.width={self.noise.width} is not divisible by noise.heads={self.noise.heads}")
+        for name in ("cmc", "kd", "ce"):
+            if getattr(self.loss, name) < 0:
+                raise ConfigError(f"loss.{name} must be >= 0")
+        if self.head.num_classes != 2:
+            raise ConfigError("head.num_classes must be 2 (real/fake)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MFCLIPConfig:
+        return from_dict(cls, data).validate()
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> MFCLIPConfig:
+        """Load a config file; a ``model:`` section is used when present (training configs)."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        data = data.get("model", data)
+        preset = data.pop("preset", None) if isinstance(data, dict) else None
+        if preset is not None:
+            from .presets import get_preset
+
+            base = get_preset(preset).to_dict()
+            data = _deep_merge(base, data)
+        return cls.from_dict(data)
+
+    def save_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A plain (JSON/YAML-serialisable) copy of a config dataclass."""
+    return copy.deepcopy(dataclasses.asdict(obj))
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _unknown_key(cls: type, key: str, path: str) -> ConfigError:
+    names = [f.name for f in dataclasses.fields(cls)]
+    hint = difflib.get_close_matches(key, names, n=1)
+    suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+    return ConfigError(f"unknown config key '{path}{key}'{suggestion}; valid keys: {', '.join(names)}")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check (and gently convert) ``value`` against a dataclass field type."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, prefix=f"{where}.")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise _unknown_key(cls, key, prefix)
+        kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def _parse_scalar(text: str) -> Any:
+    """Parse the right-hand side of ``key=value`` with YAML rules (``1e-4``, ``[1, 2]``, ``off``)."""
+    if text.lower() in ("on", "off", "yes", "no"):
+        return text.lower()
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` strings to a nested mapping (command-line style)."""
+    out = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        key, raw = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"override '{item}' has an empty key")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{item}': '{part}' is not a section")
+        node[parts[-1]] = _parse_scalar(raw.strip())
+    return out

@@ -1,0 +1,1 @@
+"""MFCLIP model parts: backbone, FLE, MVE (global + noise), SPA, heads, losses."""
