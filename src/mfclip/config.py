@@ -197,11 +197,15 @@ class MFCLIPConfig:
     def validate(self) -> MFCLIPConfig:
         """Check cross-field constraints; returns ``self`` for chaining."""
         if not self.fle.levels or any(lv not in (1, 2, 3, 4) for lv in self.fle.levels):
-            raise ConfigError(f"fle.levels must be a non-empty subset of [1, 2, 3, 4], got {self.fle.levels}")
+            raise ConfigError(
+                f"fle.levels must be a non-empty subset of [1, 2, 3, 4], got {self.fle.levels}"
+            )
         if len(set(self.fle.levels)) != len(self.fle.levels):
             raise ConfigError(f"fle.levels has duplicates: {self.fle.levels}")
         if self.fle.mode == "concat" and self.fle.levels[0] != 1:
-            raise ConfigError("fle.mode=concat pools at the end of L1, so fle.levels must start with 1")
+            raise ConfigError(
+                "fle.mode=concat pools at the end of L1, so fle.levels must start with 1"
+            )
         if self.noise.patch_size > self.preprocess.image_size:
             raise ConfigError(
                 f"noise.patch_size={self.noise.patch_size} is larger than the input size "
@@ -212,7 +216,9 @@ class MFCLIPConfig:
         if len(self.noise.luma) != 3:
             raise ConfigError(f"noise.luma needs three weights, got {self.noise.luma}")
         if self.noise.width % self.noise.heads:
-            raise ConfigError(f"noise.width={self.noise.width} is not divisible by noise.heads={self.noise.heads}")
+            raise ConfigError(
+                f"noise.width={self.noise.width} is not divisible by noise.heads={self.noise.heads}"
+            )
         for name in ("cmc", "kd", "ce"):
             if getattr(self.loss, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0")
@@ -271,7 +277,9 @@ def _unknown_key(cls: type, key: str, path: str) -> ConfigError:
     names = [f.name for f in dataclasses.fields(cls)]
     hint = difflib.get_close_matches(key, names, n=1)
     suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-    return ConfigError(f"unknown config key '{path}{key}'{suggestion}; valid keys: {', '.join(names)}")
+    return ConfigError(
+        f"unknown config key '{path}{key}'{suggestion}; valid keys: {', '.join(names)}"
+    )
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -338,7 +346,7 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
 
 
 def _parse_scalar(text: str) -> Any:
-    """Parse the right-hand side of ``key=value`` with YAML rules (``1e-4``, ``[1, 2]``, ``off``)."""
+    """Parse the value of ``key=value`` with YAML rules (``1e-4``, ``[1, 2]``, ``off``)."""
     if text.lower() in ("on", "off", "yes", "no"):
         return text.lower()
     try:

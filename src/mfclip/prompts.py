@@ -99,7 +99,9 @@ class PromptBuilder:
             if key not in spec:
                 raise PromptError(f"{path}: unknown key '{key}' (valid: {', '.join(spec)})")
             if isinstance(value, dict):
-                spec[key].update({(int(k) if key == "templates" else _norm(k)): v for k, v in value.items()})
+                spec[key].update(
+                    {(int(k) if key == "templates" else _norm(k)): v for k, v in value.items()}
+                )
             else:
                 spec[key] = value
         return cls(spec)

@@ -65,7 +65,15 @@ def build_prompt_tokenizer(vocab_size: int = 1024, context_length: int = 77) -> 
     Byte-level, so any generator name a user's data carries still tokenizes; CLIP's layout of
     special tokens (``<|startoftext|> ... <|endoftext|>``, padded with ``<|endoftext|>``).
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -178,7 +186,9 @@ def _not_found(name: str, exc: BaseException) -> BackboneNotFoundError:
     )
 
 
-def read_preprocess(source: str | Path, image_size: int, revision: str | None = None) -> PreprocessConfig:
+def read_preprocess(
+    source: str | Path, image_size: int, revision: str | None = None
+) -> PreprocessConfig:
     """Preprocessing metadata from a ``preprocessor_config.json``; CLIP defaults otherwise."""
     pre = PreprocessConfig(image_size=image_size, resize=image_size)
     path = Path(source) / "preprocessor_config.json"
@@ -189,7 +199,11 @@ def read_preprocess(source: str | Path, image_size: int, revision: str | None = 
         try:
             from huggingface_hub import hf_hub_download
 
-            meta = json.loads(Path(hf_hub_download(str(source), "preprocessor_config.json", revision=revision)).read_text())
+            meta = json.loads(
+                Path(
+                    hf_hub_download(str(source), "preprocessor_config.json", revision=revision)
+                ).read_text()
+            )
         except Exception:
             meta = None
     if meta:

@@ -1,0 +1,60 @@
+"""The ``mfclip`` command line: a thin shell over the library.
+
+Each area (``data``, ``model``, ...) registers its sub-commands from its own module, so this
+file only wires them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .version import __version__
+
+__all__ = ["build_parser", "main"]
+
+# Modules that expose ``register(subparsers)``; each adds its own sub-commands.
+COMMAND_MODULES = ("mfclip.model.cli", "mfclip.data.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="mfclip",
+        description="MFCLIP: detect forged and diffusion-generated face images.",
+    )
+    parser.add_argument("--version", action="version", version=f"mfclip {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError) as exc:
+        if args.verbose:
+            raise
+        print(f"mfclip: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

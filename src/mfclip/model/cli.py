@@ -1,0 +1,80 @@
+"""``mfclip models`` and ``mfclip model create|info``: presets and saved models from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _models(args: argparse.Namespace) -> int:
+    from ..presets import PRESETS, list_models
+
+    for name in list_models():
+        preset = PRESETS[name]
+        backbone = preset.get("backbone", {}).get("name", "")
+        print(f"{name:18s} variant={preset.get('variant', 'mfclip'):8s} backbone={backbone}")
+    return 0
+
+
+def _create(args: argparse.Namespace) -> int:
+    from ..factory import create_model
+
+    model = create_model(args.preset, overrides=args.overrides)
+    out = model.save_pretrained(args.out)
+    print(
+        f"saved {model.config.name} "
+        f"({model.param_counts()['total'] / 1e6:.2f} M parameters) to {out}"
+    )
+    return 0
+
+
+def _load_any(target: str, overrides: list[str]) -> Any:
+    from ..factory import create_model
+    from .mfclip import MFCLIP
+
+    if Path(target).is_dir():
+        if overrides:
+            raise ValueError("overrides apply to presets, not to a saved model directory")
+        return MFCLIP.from_pretrained(target)
+    return create_model(target, overrides=overrides)
+
+
+def _info(args: argparse.Namespace) -> int:
+    model = _load_any(args.target, args.overrides)
+    counts = model.param_counts()
+    if args.json:
+        print(json.dumps({"config": model.config.to_dict(), "parameters": counts}, indent=2))
+        return 0
+    print(
+        f"model {model.config.name} (variant {model.config.variant}, "
+        f"backbone {model.config.backbone.name})"
+    )
+    for key, value in counts.items():
+        print(f"  {key:16s} {value / 1e6:10.3f} M")
+    pre = model.config.preprocess
+    print(f"  input {pre.image_size}px, mean={pre.mean}, std={pre.std}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the named model presets")
+    p.set_defaults(func=_models)
+
+    model = sub.add_parser("model", help="create or inspect models")
+    msub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    c = msub.add_parser("create", help="build a preset (random heads) and save it to a directory")
+    c.add_argument("preset", help="preset name (see `mfclip models`) or a YAML model config")
+    c.add_argument("--out", required=True, help="output directory")
+    c.add_argument("overrides", nargs="*", help="config overrides such as spa.mode=off")
+    c.set_defaults(func=_create)
+    i = msub.add_parser(
+        "info", help="parameter counts and preprocessing of a preset or saved model"
+    )
+    i.add_argument("target", help="preset name, YAML model config, or saved model directory")
+    i.add_argument("overrides", nargs="*", help="config overrides such as noise.enabled=false")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.set_defaults(func=_info)

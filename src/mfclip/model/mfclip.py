@@ -1,0 +1,352 @@
+"""The MFCLIP model: FLE + MVE + SPA + heads, with ``save_pretrained`` / ``from_pretrained``.
+
+Training: ``out = model(pixel_values, tokens)`` then ``model.loss(out, labels)``.
+Inference needs no text: ``model.predict(pixel_values)`` returns fake probabilities and the
+selected patch boxes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import MFCLIPConfig
+from ..prompts import PromptBuilder
+from ..version import __version__
+from .backbone import Backbone, clip_from_config, load_tokenizer
+from .fle import FineGrainedLanguageEncoder, TextTower
+from .heads import ClassificationHead, TextPredictor
+from .losses import LossOutput, MFCLIPLoss
+from .mve import CLIPVisionEncoder, MultiModalVisionEncoder, VisualFusion
+from .noise import NoiseBranch
+from .spa import SamplePairAttention
+
+__all__ = ["MFCLIP", "CheckpointError", "MFCLIPOutput", "Prediction"]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A saved model cannot be loaded into this architecture (the message says why)."""
+
+
+@dataclass
+class MFCLIPOutput:
+    """Everything one forward pass produces; text fields are ``None`` without prompts."""
+
+    logits: torch.Tensor
+    visual_features: torch.Tensor
+    boxes: torch.Tensor | None = None
+    noise_map: torch.Tensor | None = None
+    text_features: torch.Tensor | None = None
+    logits_per_image: torch.Tensor | None = None
+    logits_per_text: torch.Tensor | None = None
+    predicted_text: torch.Tensor | None = None
+
+    @property
+    def fake_prob(self) -> torch.Tensor:
+        return self.logits.float().softmax(-1)[:, 1]
+
+
+@dataclass
+class Prediction:
+    """Inference result: fake probability per image and the richest patch box (x0, y0, x1, y1)."""
+
+    fake_prob: torch.Tensor
+    boxes: torch.Tensor | None
+    logits: torch.Tensor
+
+
+def _clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Strip DDP/DataParallel/compile prefixes and drop non-persistent ``position_ids``."""
+    out = {}
+    for key, value in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            while key.startswith(prefix):
+                key = key[len(prefix) :]
+        if key.endswith("position_ids"):
+            continue
+        out[key] = value
+    return out
+
+
+class MFCLIP(nn.Module):
+    """Multi-modal fine-grained CLIP for face-forgery detection.
+
+    Build it with :func:`mfclip.create_model` (named preset or config) or
+    :meth:`from_pretrained` (a saved directory); the constructor takes an already loaded
+    :class:`~mfclip.model.backbone.Backbone`.
+    """
+
+    def __init__(self, config: MFCLIPConfig, backbone: Backbone) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.tokenizer = backbone.tokenizer
+        self.clip_config = backbone.clip.config.to_dict()
+        clip = backbone.clip
+        dim = config.official_dim if config.variant == "official" else clip.config.projection_dim
+
+        self.visual = MultiModalVisionEncoder(
+            self._global_encoder(config, clip, dim),
+            NoiseBranch(config.noise, dim) if config.noise.enabled else None,
+            VisualFusion(config.fusion, dim) if config.noise.enabled else None,
+            config.preprocess.mean,
+            config.preprocess.std,
+        )
+        self.head = ClassificationHead(dim, config.head)
+        self.text: FineGrainedLanguageEncoder | None = None
+        self.spa: SamplePairAttention | None = None
+        self.predictor: TextPredictor | None = None
+        if config.uses_text:
+            tower = TextTower(
+                clip.text_model, clip.text_projection, backbone.tokenizer.eos_token_id
+            )
+            if tower.out_dim != dim:
+                raise ValueError(
+                    f"text embedding size {tower.out_dim} differs from the visual size {dim}; "
+                    f"choose a backbone whose projection_dim matches"
+                )
+            self.text = FineGrainedLanguageEncoder(config.fle, tower)
+            self.spa = SamplePairAttention(config.spa)
+            if config.head.predictor and config.loss.kd > 0:
+                self.predictor = TextPredictor(dim, tower.out_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(config.loss.logit_scale_init)))
+        self.criterion = MFCLIPLoss(config.loss)
+        self.prompt_builder = PromptBuilder()
+        self._apply_freezing()
+
+    @staticmethod
+    def _global_encoder(config: MFCLIPConfig, clip: nn.Module, dim: int) -> nn.Module:
+        if config.variant == "official":
+            from .official import OfficialGlobalEncoder
+
+            return OfficialGlobalEncoder(dim=dim, image_size=config.preprocess.image_size)
+        return CLIPVisionEncoder(clip.vision_model, clip.visual_projection)
+
+    def _apply_freezing(self) -> None:
+        bb = self.config.backbone
+        if bb.freeze_vision and isinstance(self.visual.global_encoder, CLIPVisionEncoder):
+            self.visual.global_encoder.requires_grad_(False)
+        if bb.freeze_text and self.text is not None:
+            self.text.tower.requires_grad_(False)
+
+    # ------------------------------------------------------------------ prompts
+    @property
+    def levels(self) -> list[int]:
+        return list(self.config.fle.levels)
+
+    def tokenize_prompts(self, prompts: Sequence[Sequence[str]]) -> torch.Tensor:
+        """Per-sample lists of level prompts -> token ids ``(B, L, T)`` on the CPU."""
+        num_levels, length = len(self.levels), self.config.fle.context_length
+        flat = [p for sample in prompts for p in sample]
+        if any(len(sample) != num_levels for sample in prompts):
+            raise ValueError(f"each sample needs {num_levels} prompts (levels {self.levels})")
+        enc = self.tokenizer(
+            flat, padding="max_length", truncation=True, max_length=length, return_tensors="pt"
+        )
+        return enc["input_ids"].view(len(prompts), num_levels, length)
+
+    def build_prompts(
+        self,
+        labels: Sequence[Any],
+        forgery_types: Sequence[Any] | None = None,
+        families: Sequence[Any] | None = None,
+        generators: Sequence[Any] | None = None,
+    ) -> torch.Tensor:
+        """Prompt tokens ``(B, L, T)`` from per-sample label columns (the reference's L1-L4)."""
+        n = len(labels)
+        ft, fam, gen = (
+            list(x) if x is not None else [None] * n for x in (forgery_types, families, generators)
+        )
+        prompts = [
+            self.prompt_builder.build(labels[i], ft[i], fam[i], gen[i], self.levels)
+            for i in range(n)
+        ]
+        return self.tokenize_prompts(prompts)
+
+    # ------------------------------------------------------------------ forward
+    @property
+    def device(self) -> torch.device:
+        return self.logit_scale.device
+
+    def forward(
+        self, pixel_values: torch.Tensor, tokens: torch.Tensor | None = None
+    ) -> MFCLIPOutput:
+        """Images (CLIP-normalised, ``(B, 3, H, W)``) and optional prompt tokens ``(B, L, T)``."""
+        if pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
+            raise ValueError(
+                f"pixel_values must be (batch, 3, H, W), got {tuple(pixel_values.shape)}"
+            )
+        mve = self.visual(pixel_values)
+        visual = F.normalize(mve.features, dim=-1)
+        out = MFCLIPOutput(
+            logits=self.head(visual),
+            visual_features=visual,
+            boxes=mve.boxes,
+            noise_map=mve.noise_map,
+        )
+        if tokens is None or self.text is None:
+            return out
+        tokens = tokens.to(pixel_values.device)
+        text = self.text(tokens)
+        scale = self.logit_scale.clamp(max=math.log(self.config.loss.logit_scale_max)).exp()
+        logits_per_image = scale * visual @ F.normalize(text, dim=-1).t()
+        logits_per_image = self.spa(logits_per_image, tokens)
+        out.text_features = text
+        out.logits_per_image = logits_per_image
+        out.logits_per_text = logits_per_image.t()
+        if self.predictor is not None:
+            out.predicted_text = self.predictor(visual)
+        return out
+
+    def loss(self, out: MFCLIPOutput, labels: torch.Tensor) -> LossOutput:
+        """The weighted MFCLIP objective (see :mod:`mfclip.model.losses`)."""
+        return self.criterion(out, labels.to(out.logits.device))
+
+    @torch.no_grad()
+    def predict(self, pixel_values: torch.Tensor) -> Prediction:
+        """Fake probability and richest-patch box per image; runs in eval mode, no text."""
+        was_training = self.training
+        self.eval()
+        try:
+            out = self(pixel_values.to(self.device))
+        finally:
+            self.train(was_training)
+        return Prediction(fake_prob=out.fake_prob, boxes=out.boxes, logits=out.logits)
+
+    def normalize(self, images01: torch.Tensor) -> torch.Tensor:
+        """[0, 1] RGB images -> the CLIP-normalised input the model expects."""
+        return (images01 - self.visual.mean.to(images01)) / self.visual.std.to(images01)
+
+    def param_counts(self) -> dict[str, int]:
+        """Parameters per component (for reports and the docs)."""
+        parts = {
+            "vision.global": self.visual.global_encoder,
+            "vision.noise": self.visual.noise,
+            "vision.fusion": self.visual.fusion,
+            "text": self.text,
+            "spa": self.spa,
+            "head": self.head,
+            "predictor": self.predictor,
+        }
+        counts = {
+            k: sum(p.numel() for p in m.parameters()) if m is not None else 0
+            for k, m in parts.items()
+        }
+        counts["logit_scale"] = 1
+        counts["total"] = sum(p.numel() for p in self.parameters())
+        return counts
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json``, ``model.safetensors``, tokenizer and preprocessing metadata.
+
+        Files are written to a temporary directory beside the target, then moved in, so an
+        interrupted save never leaves a half-written model behind.
+        """
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "mfclip_version": __version__,
+            "architecture": "MFCLIP",
+            "model": self.config.to_dict(),
+            "clip_config": self.clip_config,
+        }
+        (staging / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
+        save_file(state, str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
+        self.tokenizer.save_pretrained(str(staging))
+        pre = self.config.preprocess
+        (staging / "preprocessor_config.json").write_text(
+            json.dumps(
+                {
+                    "image_processor_type": "CLIPImageProcessor",
+                    "size": {"shortest_edge": pre.resize},
+                    "crop_size": {"height": pre.image_size, "width": pre.image_size},
+                    "image_mean": pre.mean,
+                    "image_std": pre.std,
+                    "interpolation": pre.interpolation,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        for item in staging.iterdir():
+            os.replace(item, directory / item.name)
+        staging.rmdir()
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu"
+    ) -> MFCLIP:
+        """Load a directory written by :meth:`save_pretrained` (no network access)."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        cfg_path = directory / CONFIG_NAME
+        if not cfg_path.is_file():
+            raise CheckpointError(
+                f"'{directory}' is not a saved MFCLIP model: {CONFIG_NAME} is missing"
+            )
+        meta = json.loads(cfg_path.read_text())
+        if meta.get("architecture") != "MFCLIP" or "model" not in meta:
+            raise CheckpointError(f"{cfg_path} does not describe an MFCLIP model")
+        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise CheckpointError(
+                f"{cfg_path} has format version {meta['format_version']}; this mfclip "
+                f"({__version__}) reads up to {FORMAT_VERSION}: upgrade mfclip"
+            )
+        config = MFCLIPConfig.from_dict(meta["model"])
+        weights = directory / WEIGHTS_NAME
+        if not weights.is_file():
+            raise CheckpointError(f"'{directory}' has no {WEIGHTS_NAME}")
+        clip = clip_from_config(meta["clip_config"])
+        backbone = Backbone(clip, load_tokenizer(directory), config.preprocess, str(directory))
+        model = cls(config, backbone)
+        model.load_weights(load_file(str(weights), device="cpu"), source=str(weights))
+        return model.to(map_location)
+
+    def load_weights(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
+        """Strict load with clear errors; tolerates ``module.`` prefixes and ``position_ids``."""
+        state = _clean_state_dict(state)
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        shapes = [
+            f"{k}: saved {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+            for k in own
+            if k in state and state[k].shape != own[k].shape
+        ]
+        if missing or unexpected or shapes:
+            parts = []
+            if missing:
+                parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+            if unexpected:
+                parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+            if shapes:
+                parts.append(f"{len(shapes)} with other shapes (e.g. {'; '.join(shapes[:3])})")
+            raise CheckpointError(
+                f"{source} does not match the architecture '{self.config.name}' "
+                f"(variant={self.config.variant}): {', '.join(parts)}. Was it saved from another "
+                f"preset or config?"
+            )
+        self.load_state_dict(state, strict=True)
