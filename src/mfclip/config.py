@@ -50,12 +50,15 @@ class BackboneConfig:
     random init, as in the released code).
     """
 
+    #: Hub id, local directory, or built-in backbone (``tiny``, ``scratch-b32``).
     name: str = "openai/clip-vit-base-patch16"
+    #: Hub revision (branch, tag or commit) for reproducible downloads.
     revision: str | None = None
     #: Load weights (``True``) or only the architecture from the hub config (``False``).
     pretrained: bool = True
-    #: Freeze the CLIP towers (their parameters get ``requires_grad=False``).
+    #: Freeze the CLIP text tower (``requires_grad=False``).
     freeze_text: bool = False
+    #: Freeze the CLIP vision tower (``requires_grad=False``).
     freeze_vision: bool = False
 
 
@@ -68,12 +71,15 @@ class FLEConfig:
     308-token causal sequence pooled at the end of L1, so levels 2-4 cannot matter).
     """
 
+    #: Use the language branch (off: no L_cmc / L_kd, image-only training).
     enabled: bool = True
+    #: ``levels`` (each level encoded separately) or ``concat`` (released).
     mode: Literal["levels", "concat"] = "levels"
     #: Which prompt levels (1-based) are built and encoded; ``[1]`` is the L1-only ablation.
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
     #: How level embeddings are combined in ``levels`` mode.
     fusion: Literal["weighted", "mean", "mlp"] = "weighted"
+    #: Tokens per prompt level (CLIP: 77).
     context_length: int = 77
 
 
@@ -81,7 +87,9 @@ class FLEConfig:
 class NoiseConfig:
     """Noise branch: richest-patch selection, SRM filtering and the noise encoder."""
 
+    #: Use the noise branch (off: the global CLIP embedding alone).
     enabled: bool = True
+    #: Side of the candidate patches in input pixels (released: 112 on 224).
     patch_size: int = 112
     #: Stride between candidate patches; ``None`` means ``patch_size`` (non-overlapping).
     stride: int | None = None
@@ -89,16 +97,23 @@ class NoiseConfig:
     luma: list[float] = field(default_factory=lambda: [0.299, 0.587, 0.114])
     #: ``argmin`` homogeneity = texture-richest (released); ``argmax`` for the ablation.
     select: Literal["argmin", "argmax"] = "argmin"
+    #: Hardtanh bound applied to the SRM residuals (released: 3).
     srm_clip: float = 3.0
     #: ``grid``: conv stem then one token per cell; ``flatten``: the released single token.
     tokens: Literal["grid", "flatten"] = "grid"
+    #: Channels of the conv stem stages (3 conv + max-pool each; released: 32, 64).
     stem_channels: list[int] = field(default_factory=lambda: [32, 64])
+    #: Width of the noise transformer.
     width: int = 256
+    #: Layers of the noise transformer (released: 3).
     depth: int = 3
+    #: Attention heads of the noise transformer.
     heads: int = 4
+    #: Feed-forward width as a multiple of ``width``.
     mlp_ratio: float = 4.0
     #: Side of the token grid in ``grid`` mode (the stem output is pooled to it).
     grid: int = 7
+    #: Dropout inside the noise transformer.
     dropout: float = 0.0
 
 
@@ -119,6 +134,7 @@ class SPAConfig:
     indexed by batch slot; ``off``: plain contrastive logits.
     """
 
+    #: ``content`` (default), ``static`` (released gate) or ``off``.
     mode: Literal["content", "static", "off"] = "content"
     #: Weight of negatives with the opposite label (> 1 emphasises them).
     opposite_weight: float = 2.0
@@ -126,7 +142,9 @@ class SPAConfig:
     related_weight: float = 0.5
     #: Remove negatives whose prompts are identical to the positive's (false negatives).
     mask_identical: bool = True
+    #: Size of the static gate matrix (released: 24, the batch size).
     static_size: int = 24
+    #: Initial value of the static gate's logits (sigmoid(0) = 0.5).
     static_init: float = 0.0
 
 
@@ -134,7 +152,9 @@ class SPAConfig:
 class HeadConfig:
     """Classification head (LayerNorm + Linear -> 2) and distillation predictor."""
 
+    #: Output classes (real, fake).
     num_classes: int = 2
+    #: Dropout before the classifier's linear layer.
     dropout: float = 0.0
     #: Linear map from the visual feature to the text space, needed by the KD loss.
     predictor: bool = True
@@ -150,13 +170,19 @@ class LossConfig:
     omit), and ``1.5`` on L_ce.
     """
 
+    #: Weight of L_cmc, the SPA-weighted image-text contrastive loss.
     cmc: float = 1.0
+    #: Weight of L_kd, the KL distillation from text to predicted text.
     kd: float = 200.0
+    #: Weight of L_ce, the real/fake cross-entropy.
     ce: float = 1.5
+    #: Softmax temperature of L_kd (released: 20).
     kd_temperature: float = 20.0
     #: Stop gradients into the text tower through the KD teacher (released: ``False``).
     kd_detach_teacher: bool = False
+    #: Initial contrastive logit scale, 1/temperature (released: 1/0.07).
     logit_scale_init: float = 1.0 / 0.07
+    #: Upper clamp of the learnable logit scale (CLIP: 100).
     logit_scale_max: float = 100.0
 
 
@@ -164,10 +190,15 @@ class LossConfig:
 class PreprocessConfig:
     """Preprocessing metadata that travels with the weights (filled from the backbone)."""
 
+    #: Model input side in pixels (centre crop).
     image_size: int = 224
+    #: Per-channel normalisation mean (CLIP's by default).
     mean: list[float] = field(default_factory=lambda: [0.48145466, 0.4578275, 0.40821073])
+    #: Per-channel normalisation std (CLIP's by default).
     std: list[float] = field(default_factory=lambda: [0.26862954, 0.26130258, 0.27577711])
+    #: Shortest-edge resize before the crop.
     resize: int = 224
+    #: Resampling filter of the resize.
     interpolation: Literal["bicubic", "bilinear", "lanczos"] = "bicubic"
 
 
@@ -175,6 +206,7 @@ class PreprocessConfig:
 class MFCLIPConfig:
     """The whole model: which variant and how each component is built."""
 
+    #: Preset or user-given name, stored with saved models.
     name: str = "mfclip-vit-b16"
     #: ``mfclip`` (CLIP towers), ``official`` (released VGG-style image branch from scratch).
     variant: Literal["mfclip", "official"] = "mfclip"
@@ -372,3 +404,52 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 raise ConfigError(f"override '{item}': '{part}' is not a section")
         node[parts[-1]] = _parse_scalar(raw.strip())
     return out
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """``#:`` comments above each field of a dataclass, read from its source."""
+    import inspect
+    import re
+
+    comments: dict[str, str] = {}
+    pending: list[str] = []
+    for line in inspect.getsource(cls).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#:"):
+            pending.append(stripped[2:].strip())
+            continue
+        match = re.match(r"(\w+)\s*:", stripped)
+        if match and pending:
+            comments[match.group(1)] = " ".join(pending)
+        pending = []
+    return comments
+
+
+def reference_markdown() -> str:
+    """The configuration reference (docs/config.md), generated so it cannot drift."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `mfclip.config` by `mfclip config reference`; do not edit by hand.",
+        "Every key can be set in a YAML file (`model:` section) or on the command line as",
+        "`section.key=value`.",
+        "",
+    ]
+    root = MFCLIPConfig()
+    sections: list[tuple[str, Any]] = [("(top level)", root)]
+    sections += [(f.name, getattr(root, f.name)) for f in dataclasses.fields(root)]
+    for title, obj in sections:
+        if not dataclasses.is_dataclass(obj):
+            continue
+        cls = type(obj)
+        doc = " ".join((cls.__doc__ or "").split("\n\n")[0].split())
+        lines += [f"## `{title}`" if title != "(top level)" else "## top level", "", doc, ""]
+        lines += ["| key | default | description |", "|---|---|---|"]
+        comments = _field_comments(cls)
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                continue
+            lines.append(f"| `{f.name}` | `{json.dumps(value)}` | {comments.get(f.name, '')} |")
+        lines.append("")
+    return "\n".join(lines)

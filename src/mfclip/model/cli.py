@@ -60,6 +60,28 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_reference(args: argparse.Namespace) -> int:
+    from ..config import reference_markdown
+
+    text = reference_markdown() + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ..factory import resolve_config
+
+    config = resolve_config(args.target, overrides=args.overrides)
+    print(yaml.safe_dump({"model": config.to_dict()}, sort_keys=False), end="")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the named model presets")
     p.set_defaults(func=_models)
@@ -78,3 +100,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("overrides", nargs="*", help="config overrides such as noise.enabled=false")
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(func=_info)
+
+    cfg = sub.add_parser("config", help="show a resolved config or the configuration reference")
+    csub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    r = csub.add_parser("reference", help="Markdown reference of every config key")
+    r.add_argument("--out", help="write to this file instead of stdout")
+    r.set_defaults(func=_config_reference)
+    s = csub.add_parser("show", help="the full YAML config of a preset or file, with overrides")
+    s.add_argument("target", help="preset name or YAML model config")
+    s.add_argument("overrides", nargs="*", help="config overrides such as spa.mode=off")
+    s.set_defaults(func=_config_show)
