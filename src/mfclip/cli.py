@@ -16,7 +16,7 @@ from .version import __version__
 __all__ = ["build_parser", "main"]
 
 # Modules that expose ``register(subparsers)``; each adds its own sub-commands.
-COMMAND_MODULES = ("mfclip.model.cli", "mfclip.data.cli")
+COMMAND_MODULES = ("mfclip.model.cli", "mfclip.data.cli", "mfclip.demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse cannot take positionals after an option (`create P --out D a=b`); overrides can.
+    overrides = [x for x in extra if "=" in x and not x.startswith("-")]
+    if overrides and isinstance(getattr(args, "overrides", None), list):
+        args.overrides.extend(overrides)
+        extra = [x for x in extra if x not in overrides]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
