@@ -18,5 +18,7 @@ def test_config_reference_is_current():
 
 def test_every_config_field_is_documented():
     text = reference_markdown()
-    undocumented = [line for line in text.splitlines() if line.startswith("| `") and line.endswith("|  |")]
+    undocumented = [
+        line for line in text.splitlines() if line.startswith("| `") and line.endswith("|  |")
+    ]
     assert undocumented == []
