@@ -25,6 +25,7 @@ __all__ = [
     "FLEConfig",
     "FusionConfig",
     "HeadConfig",
+    "LoRAConfig",
     "LossConfig",
     "MFCLIPConfig",
     "NoiseConfig",
@@ -203,6 +204,22 @@ class PreprocessConfig:
 
 
 @dataclass
+class LoRAConfig:
+    """Low-rank adapters on the CLIP towers (``peft``); the towers' own weights are frozen."""
+
+    #: Add LoRA adapters (needs ``pip install 'mfclip[lora]'``).
+    enabled: bool = False
+    #: Rank of the adapters.
+    r: int = 8
+    #: Scale numerator of the adapters (``alpha / r``).
+    alpha: int = 16
+    #: Dropout on the adapters' input.
+    dropout: float = 0.0
+    #: Linear layers of the CLIP towers that get adapters.
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+@dataclass
 class MFCLIPConfig:
     """The whole model: which variant and how each component is built."""
 
@@ -218,6 +235,7 @@ class MFCLIPConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
     #: Width of the official variant's transformers (released: 512).
     official_dim: int = 512
 
@@ -344,6 +362,15 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        pairs = zip(value, args, strict=True)
+        return tuple(_coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(pairs))
     if tp is bool:
         if isinstance(value, bool):
             return value

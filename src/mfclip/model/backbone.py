@@ -8,10 +8,12 @@ checkpoint. That keeps tests honest about the loading code users run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ __all__ = [
     "clip_from_config",
     "load_backbone",
     "load_tokenizer",
+    "quiet_hub",
     "tiny_backbone_dir",
 ]
 
@@ -158,7 +161,8 @@ def tiny_backbone_dir() -> Path:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = CLIPModel(_tiny_clip_config(tokenizer))
-        model.save_pretrained(staging)
+        with quiet_hub():
+            model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         _save_preprocess(staging, 224)
         try:
@@ -170,6 +174,20 @@ def tiny_backbone_dir() -> Path:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+@contextlib.contextmanager
+def quiet_hub() -> Iterator[None]:
+    """Hide ``transformers``' per-file progress bars while mfclip loads or saves weights."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _not_found(name: str, exc: BaseException) -> BackboneNotFoundError:
@@ -263,7 +281,8 @@ def load_backbone(cfg: BackboneConfig) -> Backbone:
         source = local
     try:
         if cfg.pretrained:
-            clip = CLIPModel.from_pretrained(str(source), revision=cfg.revision)
+            with quiet_hub():
+                clip = CLIPModel.from_pretrained(str(source), revision=cfg.revision)
         else:
             clip = CLIPModel(CLIPConfig.from_pretrained(str(source), revision=cfg.revision))
         tokenizer = load_tokenizer(source, revision=cfg.revision)

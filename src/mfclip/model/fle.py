@@ -106,6 +106,9 @@ class FineGrainedLanguageEncoder(nn.Module):
                 )
             tiled = table[: cfg.context_length].repeat(self.num_levels, 1)
             self.concat_positions = nn.Parameter(tiled.clone())
+            # CLIP's own position table is replaced by the tiled one: freeze it so that it is
+            # not an unused trainable parameter (DDP would wait for its gradient).
+            tower.text_model.embeddings.position_embedding.requires_grad_(False)
 
     @property
     def out_dim(self) -> int:

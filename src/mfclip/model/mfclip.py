@@ -126,6 +126,8 @@ class MFCLIP(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(config.loss.logit_scale_init)))
         self.criterion = MFCLIPLoss(config.loss)
         self.prompt_builder = PromptBuilder()
+        #: What training recorded with the weights: decision threshold, validation metrics.
+        self.training_info: dict[str, Any] = {}
         self._apply_freezing()
 
     @staticmethod
@@ -137,6 +139,15 @@ class MFCLIP(nn.Module):
         return CLIPVisionEncoder(clip.vision_model, clip.visual_projection)
 
     def _apply_freezing(self) -> None:
+        if self.config.lora.enabled:
+            from .lora import apply_lora
+
+            towers = []
+            if isinstance(self.visual.global_encoder, CLIPVisionEncoder):
+                towers.append(self.visual.global_encoder.vision_model)
+            if self.text is not None:
+                towers.append(self.text.tower.text_model)
+            apply_lora(towers, self.config.lora)
         bb = self.config.backbone
         if bb.freeze_vision and isinstance(self.visual.global_encoder, CLIPVisionEncoder):
             self.visual.global_encoder.requires_grad_(False)
@@ -202,15 +213,25 @@ class MFCLIP(nn.Module):
             return out
         tokens = tokens.to(pixel_values.device)
         text = self.text(tokens)
-        scale = self.logit_scale.clamp(max=math.log(self.config.loss.logit_scale_max)).exp()
-        logits_per_image = scale * visual @ F.normalize(text, dim=-1).t()
-        logits_per_image = self.spa(logits_per_image, tokens)
+        logits_per_image = self.contrastive_logits(visual, text, tokens)
         out.text_features = text
         out.logits_per_image = logits_per_image
         out.logits_per_text = logits_per_image.t()
         if self.predictor is not None:
             out.predicted_text = self.predictor(visual)
         return out
+
+    def contrastive_logits(
+        self, visual: torch.Tensor, text: torch.Tensor, tokens: torch.Tensor
+    ) -> torch.Tensor:
+        """SPA-weighted image-text logits ``(B, B)`` from normalised visual and raw text features.
+
+        Separate from :meth:`forward` so distributed training can call it on features gathered
+        from every rank (the contrastive loss then sees the global batch).
+        """
+        scale = self.logit_scale.clamp(max=math.log(self.config.loss.logit_scale_max)).exp()
+        logits = scale * visual @ F.normalize(text, dim=-1).t()
+        return self.spa(logits, tokens)
 
     def loss(self, out: MFCLIPOutput, labels: torch.Tensor) -> LossOutput:
         """The weighted MFCLIP objective (see :mod:`mfclip.model.losses`)."""
@@ -226,6 +247,11 @@ class MFCLIP(nn.Module):
         finally:
             self.train(was_training)
         return Prediction(fake_prob=out.fake_prob, boxes=out.boxes, logits=out.logits)
+
+    @property
+    def threshold(self) -> float:
+        """Decision threshold on p(fake), fixed on validation data by training (else 0.5)."""
+        return float(self.training_info.get("threshold", 0.5))
 
     def normalize(self, images01: torch.Tensor) -> torch.Tensor:
         """[0, 1] RGB images -> the CLIP-normalised input the model expects."""
@@ -268,6 +294,7 @@ class MFCLIP(nn.Module):
             "architecture": "MFCLIP",
             "model": self.config.to_dict(),
             "clip_config": self.clip_config,
+            "training": self.training_info,
         }
         (staging / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
@@ -323,6 +350,7 @@ class MFCLIP(nn.Module):
         backbone = Backbone(clip, load_tokenizer(directory), config.preprocess, str(directory))
         model = cls(config, backbone)
         model.load_weights(load_file(str(weights), device="cpu"), source=str(weights))
+        model.training_info = dict(meta.get("training") or {})
         return model.to(map_location)
 
     def load_weights(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
