@@ -1,0 +1,115 @@
+"""Named random training operations: ``op(image, rng) -> image``, probability ``p`` each."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from . import functional as F
+
+__all__ = [
+    "ColorJitter",
+    "GaussianBlur",
+    "HorizontalFlip",
+    "JpegCompression",
+    "RandomOp",
+    "RandomResizedCrop",
+]
+
+
+class RandomOp(Protocol):
+    name: str
+    p: float
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image: ...
+
+
+@dataclass
+class HorizontalFlip:
+    p: float = 0.5
+    name = "flip"
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < self.p else image
+
+
+@dataclass
+class RandomResizedCrop:
+    """Random area/aspect crop resized to ``size``; falls back to a centre crop (as torchvision)."""
+
+    size: int
+    p: float = 1.0
+    scale: tuple[float, float] = (0.6, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    interpolation: str = "bicubic"
+    name = "random_resized_crop"
+
+    def _box(self, width: int, height: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+        area = width * height
+        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+        for _ in range(10):
+            target = area * rng.uniform(*self.scale)
+            aspect = math.exp(rng.uniform(*log_ratio))
+            w = round(math.sqrt(target * aspect))
+            h = round(math.sqrt(target / aspect))
+            if 0 < w <= width and 0 < h <= height:
+                x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+                return x, y, w, h
+        side = min(width, height)
+        return (width - side) // 2, (height - side) // 2, side, side
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        if rng.random() >= self.p:
+            return image
+        x, y, w, h = self._box(*image.size, rng)
+        resample = F.INTERPOLATIONS[self.interpolation]
+        return image.resize((self.size, self.size), resample, box=(x, y, x + w, y + h))
+
+
+@dataclass
+class JpegCompression:
+    p: float = 0.3
+    quality: tuple[int, int] = (60, 100)
+    name = "jpeg"
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        if rng.random() >= self.p:
+            return image
+        return F.jpeg(image, int(rng.integers(self.quality[0], self.quality[1] + 1)))
+
+
+@dataclass
+class GaussianBlur:
+    p: float = 0.1
+    sigma: tuple[float, float] = (0.1, 2.0)
+    name = "blur"
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        return F.gaussian_blur(image, rng.uniform(*self.sigma)) if rng.random() < self.p else image
+
+
+@dataclass
+class ColorJitter:
+    """Brightness/contrast/saturation factors in ``1 ± x`` and hue shift in ``± hue`` turns."""
+
+    p: float = 0.3
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.0
+    name = "color_jitter"
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        if rng.random() >= self.p:
+            return image
+        return F.adjust_color(
+            image,
+            brightness=rng.uniform(1 - self.brightness, 1 + self.brightness),
+            contrast=rng.uniform(1 - self.contrast, 1 + self.contrast),
+            saturation=rng.uniform(1 - self.saturation, 1 + self.saturation),
+            hue=rng.uniform(-self.hue, self.hue) if self.hue else 0.0,
+        )

@@ -1,0 +1,160 @@
+"""Preprocessing, training augmentations, evaluation perturbations and self-blended images."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mfclip.config import PreprocessConfig
+from mfclip.data import (
+    PERTURBATIONS,
+    AugmentConfig,
+    PerturbedTransform,
+    build_eval_transform,
+    build_train_transform,
+    parse_perturbations,
+    self_blend,
+)
+from mfclip.data.transforms import normalize, to_tensor
+
+
+def photo(width: int = 300, height: int = 200, seed: int = 0) -> Image.Image:
+    """A smooth random image (JPEG and blur change it measurably, unlike flat colour)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (height // 10, width // 10, 3), dtype=np.uint8)
+    image = Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC)
+    noise = rng.integers(-20, 20, (height, width, 3))
+    return Image.fromarray(np.clip(np.asarray(image).astype(int) + noise, 0, 255).astype(np.uint8))
+
+
+def test_eval_transform_matches_clip_image_processor() -> None:
+    transformers = pytest.importorskip("transformers")
+    processor_cls = getattr(transformers, "CLIPImageProcessorPil", None)
+    if processor_cls is None:
+        pytest.skip("this transformers version has no PIL CLIP image processor")
+    image = photo(301, 203)
+    pre = PreprocessConfig()
+    processor = processor_cls(
+        size={"shortest_edge": pre.resize},
+        crop_size={"height": pre.image_size, "width": pre.image_size},
+        image_mean=pre.mean,
+        image_std=pre.std,
+    )
+    expected = processor(images=image, return_tensors="np")["pixel_values"][0]
+    got = build_eval_transform(pre)(image)
+    assert got.dtype == torch.float32 and got.shape == (3, 224, 224)
+    assert np.abs(got.numpy() - expected).max() < 1e-5
+
+
+def test_eval_transform_follows_preprocess_config() -> None:
+    pre = PreprocessConfig(image_size=32, resize=40, mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])
+    image = Image.new("RGB", (80, 50), (255, 0, 0))
+    out = build_eval_transform(pre)(image)
+    assert out.shape == (3, 32, 32)
+    assert torch.allclose(out[0], torch.ones(32, 32)) and torch.allclose(
+        out[1], -torch.ones(32, 32)
+    )
+    assert torch.allclose(
+        normalize(to_tensor(image), [0.0] * 3, [1.0] * 3)[:, 0, 0], torch.tensor([1.0, 0, 0])
+    )
+
+
+def test_train_transform_is_seeded_and_varies() -> None:
+    transform = build_train_transform(PreprocessConfig(image_size=64, resize=64))
+    image = photo()
+    a = transform(image, rng=np.random.default_rng(1))
+    b = transform(image, rng=np.random.default_rng(1))
+    c = transform(image, rng=np.random.default_rng(2))
+    assert a.shape == (3, 64, 64) and torch.equal(a, b) and not torch.equal(a, c)
+    off = build_train_transform(
+        PreprocessConfig(image_size=64, resize=64),
+        AugmentConfig(flip_p=0, crop_p=0, jpeg_p=0, blur_p=0, color_p=0),
+    )
+    assert off.ops == []
+    assert torch.equal(
+        off(image), build_eval_transform(PreprocessConfig(image_size=64, resize=64))(image)
+    )
+
+
+def test_train_ops_do_what_their_names_say() -> None:
+    from mfclip.data.augment import HorizontalFlip, JpegCompression, RandomResizedCrop
+
+    image = photo(64, 64)
+    rng = np.random.default_rng(0)
+    flipped = HorizontalFlip(p=1.0)(image, rng)
+    assert np.array_equal(np.asarray(flipped), np.asarray(image)[:, ::-1])
+    assert RandomResizedCrop(32, scale=(0.2, 0.3))(image, rng).size == (32, 32)
+    compressed = JpegCompression(p=1.0, quality=(10, 10))(image, rng)
+    assert np.abs(np.asarray(compressed, int) - np.asarray(image, int)).mean() > 1
+
+
+def test_perturbations_parse_and_apply() -> None:
+    assert set(PERTURBATIONS) == {"jpeg", "blur", "resize", "noise"}
+    items = parse_perturbations("jpeg=30,50 blur=1;noise=5 resize=0.5", seed=3)
+    assert [p.label for p in items] == ["jpeg=30", "jpeg=50", "blur=1", "noise=5", "resize=0.5"]
+    image = photo(64, 48)
+    original = np.asarray(image, dtype=float)
+    for perturbation in items:
+        out = perturbation(image)
+        assert out.size == image.size and out.mode == "RGB"
+        assert np.abs(np.asarray(out, float) - original).mean() > 0.5, perturbation.label
+    # JPEG at quality 30 equals a plain PIL round trip.
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=30)
+    assert np.array_equal(
+        np.asarray(items[0](image)), np.asarray(Image.open(buffer).convert("RGB"))
+    )
+    # Stronger blur removes more detail.
+    blur1, blur3 = PERTURBATIONS["blur"](1, 0)(image), PERTURBATIONS["blur"](3, 0)(image)
+    assert np.asarray(blur3, float).std() < np.asarray(blur1, float).std()
+
+
+def test_noise_is_seeded_by_seed_and_image_not_call_order() -> None:
+    noise = PERTURBATIONS["noise"](8, 7)
+    a, b = photo(seed=1), photo(seed=2)
+    first = np.asarray(noise(a))
+    noise(b)
+    assert np.array_equal(first, np.asarray(noise(a)))
+    assert not np.array_equal(first, np.asarray(PERTURBATIONS["noise"](8, 8)(a)))
+    residual = np.asarray(noise(a), float) - np.asarray(a, float)
+    assert 6 < residual.std() < 10
+
+
+@pytest.mark.parametrize("spec", ["jpeg=0", "blur", "warp=2", "resize=1.5", "jpeg=high"])
+def test_bad_perturbation_specs_are_rejected(spec: str) -> None:
+    with pytest.raises(ValueError):
+        parse_perturbations(spec)
+
+
+def test_perturbed_transform_composes() -> None:
+    pre = PreprocessConfig(image_size=32, resize=32)
+    transform = PerturbedTransform(PERTURBATIONS["blur"](2, 0), build_eval_transform(pre))
+    image = photo(64, 64)
+    assert transform(image).shape == (3, 32, 32)
+    assert not torch.equal(transform(image), build_eval_transform(pre)(image))
+
+
+def test_self_blend_changes_only_the_face_region() -> None:
+    pytest.importorskip("cv2")
+    image = photo(128, 128)
+    blended, mask = self_blend(image, np.random.default_rng(0), blend_ratios=(1.0,))
+    assert blended.shape == (128, 128, 3) and blended.dtype == np.uint8
+    assert mask.shape == (128, 128) and mask.min() >= 0 and mask.max() == pytest.approx(1.0)
+    diff = np.abs(blended.astype(int) - np.asarray(image, int)).sum(axis=2)
+    assert diff[mask > 0.9].mean() > 5  # inside the face: the altered source
+    assert (diff[mask == 0] == 0).all()  # outside the mask: untouched
+    assert mask[64, 64] > 0.9 and mask[0, 0] == 0  # centred on the face of a 1.3x crop
+    again, _ = self_blend(image, np.random.default_rng(0), blend_ratios=(1.0,))
+    assert np.array_equal(blended, again)
+
+
+def test_self_blend_uses_landmark_hull() -> None:
+    pytest.importorskip("cv2")
+    image = photo(100, 100)
+    landmarks = np.array([[10, 10], [40, 10], [40, 40], [10, 40]])
+    _, mask = self_blend(image, np.random.default_rng(0), landmarks=landmarks)
+    assert mask[:, 70:].max() == 0 and mask[25, 25] > 0
