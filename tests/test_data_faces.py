@@ -158,3 +158,13 @@ def test_extract_faces_with_plugged_detector(tmp_path: Path) -> None:
     assert row.status == "ok" and row.extra["detector"] == "centre"
     assert row.extra["box"] == "35.0,15.0,30.0,30.0"
     assert Image.open(row.path).size == (32, 32)
+
+
+def test_haar_finds_a_face_that_fills_the_frame(astronaut: np.ndarray) -> None:
+    """Pre-cropped datasets: the face touches the borders; the padded retry finds it."""
+    tight = np.ascontiguousarray(astronaut[70:160, 180:270])
+    assert HaarFaceDetector(pad=0).detect(tight) == []
+    boxes = HaarFaceDetector().detect(tight)
+    assert boxes
+    face = max(boxes, key=lambda b: b.area)
+    assert abs(face.x + face.w / 2 - 45) < 20 and abs(face.y + face.h / 2 - 45) < 20

@@ -255,3 +255,12 @@ def test_index_cli_writes_manifest_and_prints_summary(
     assert {r.generator for r in records} == {"FFHQ", "DDPM"}
     assert all(resolve_path(r.path, out.parent).is_file() for r in records)
     assert main(["data", "index", str(tmp_path / "nothing"), "--out", str(out)]) == 1
+
+
+def test_generator_versions_inherit_their_family():
+    from mfclip.data.generators import describe_generator
+
+    assert describe_generator("stable-diffusion-2.1") == ("entire_synthesis", "diffusion")
+    assert describe_generator("StyleGAN3-R") == ("entire_synthesis", "gan")
+    assert describe_generator("DDPM") == ("entire_synthesis", "diffusion")
+    assert describe_generator("my-own-model") == ("", "")

@@ -22,6 +22,7 @@ KNOWN_GENERATORS: dict[str, tuple[str, str]] = {
     "diffae": ("attribute_edit", "diffusion"),
     "fslsd": ("face_swap", "gan"),
     "faceswapper": ("face_swap", "gan"),
+    "stablediffusion": ("entire_synthesis", "diffusion"),
     "stylegan": ("entire_synthesis", "gan"),
     "stylegan2": ("entire_synthesis", "gan"),
     "stylegan3": ("entire_synthesis", "gan"),
@@ -72,5 +73,13 @@ def _key(name: str) -> str:
 
 
 def describe_generator(name: str) -> tuple[str, str]:
-    """``(forgery_type, family)`` for a generator name, ``("", "")`` when unknown."""
-    return KNOWN_GENERATORS.get(_key(name), ("", ""))
+    """``(forgery_type, family)`` for a generator name, ``("", "")`` when unknown.
+
+    An exact name wins; otherwise the longest known name that starts the key, so versions and
+    variants (``stable-diffusion-2.1``, ``stylegan3-r``) inherit their family's description.
+    """
+    key = _key(name)
+    if key in KNOWN_GENERATORS:
+        return KNOWN_GENERATORS[key]
+    prefixes = [k for k in KNOWN_GENERATORS if len(k) >= 4 and key.startswith(k)]
+    return KNOWN_GENERATORS[max(prefixes, key=len)] if prefixes else ("", "")

@@ -61,6 +61,7 @@ class HaarFaceDetector:
         min_neighbors: int = 5,
         min_size: float = 0.05,
         max_side: int = 1024,
+        pad: float = 0.25,
     ) -> None:
         import cv2
 
@@ -78,6 +79,7 @@ class HaarFaceDetector:
         self.min_neighbors = min_neighbors
         self.min_size = min_size
         self.max_side = max_side
+        self.pad = pad
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         import cv2
@@ -88,7 +90,23 @@ class HaarFaceDetector:
         if scale < 1.0:
             grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         grey = cv2.equalizeHist(grey)
+        boxes = self._detect(grey, 0)
+        if not boxes and self.pad > 0:
+            # Already-cropped faces fill the frame and the cascade's window cannot reach past
+            # the border: retry on a replicated margin (only then, since the margin also
+            # invites large spurious boxes on ordinary photographs).
+            boxes = self._detect(grey, round(self.pad * max(grey.shape)))
+        return [
+            FaceBox(b.x / scale, b.y / scale, b.w / scale, b.h / scale, b.score) for b in boxes
+        ]
+
+    def _detect(self, grey: np.ndarray, off: int) -> list[FaceBox]:
+        """Cascade detections on ``grey`` surrounded by an ``off``-pixel replicated margin."""
+        import cv2
+
         side = max(12, int(self.min_size * min(grey.shape)))
+        if off:
+            grey = cv2.copyMakeBorder(grey, off, off, off, off, cv2.BORDER_REPLICATE)
         boxes, _, weights = self._cascade.detectMultiScale3(
             grey,
             scaleFactor=self.scale_factor,
@@ -97,7 +115,7 @@ class HaarFaceDetector:
             outputRejectLevels=True,
         )
         return [
-            FaceBox(x / scale, y / scale, w / scale, h / scale, float(s))
+            FaceBox(float(x - off), float(y - off), float(w), float(h), float(s))
             for (x, y, w, h), s in zip(
                 np.asarray(boxes).reshape(-1, 4), np.ravel(weights), strict=True
             )
