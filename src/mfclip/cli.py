@@ -16,7 +16,12 @@ from .version import __version__
 __all__ = ["build_parser", "main"]
 
 # Modules that expose ``register(subparsers)``; each adds its own sub-commands.
-COMMAND_MODULES = ("mfclip.model.cli", "mfclip.data.cli", "mfclip.demo")
+COMMAND_MODULES = (
+    "mfclip.model.cli",
+    "mfclip.data.cli",
+    "mfclip.train.cli",
+    "mfclip.demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,116 @@
+"""Process-group set-up and collectives for ``torchrun`` (NCCL on GPU, gloo on CPU).
+
+Single-process runs use the same code paths with a world of one, so there is one loop to test.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["DistEnv", "gather_with_grad", "pick_device"]
+
+
+def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """``auto`` -> ``cuda:LOCAL_RANK``, then ``mps``, then ``cpu``; otherwise as given."""
+    if name != "auto":
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' was requested but CUDA is not available")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise RuntimeError("device 'mps' was requested but MPS is not available")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class DistEnv:
+    """Rank, world size and device of this process."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @classmethod
+    def setup(cls, device: str = "auto") -> DistEnv:
+        """Join the process group when started by ``torchrun`` (``WORLD_SIZE`` > 1)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        dev = pick_device(device, local)
+        if world > 1 and not dist.is_initialized():
+            backend = "nccl" if dev.type == "cuda" else "gloo"
+            if dev.type == "cuda":
+                torch.cuda.set_device(dev)
+            dist.init_process_group(backend=backend)
+        return cls(rank, world, local, dev)
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order (on every rank)."""
+        if not self.distributed:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        if not self.distributed:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def all_reduce_max(self, value: float) -> float:
+        if not self.distributed:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
+
+    def cleanup(self) -> None:
+        if self.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def gather_with_grad(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    """Concatenate ``tensor`` from all ranks, keeping gradients to every rank's slice.
+
+    The contrastive loss then sees the global batch, as in a single-process run (open_clip's
+    ``gather_with_grad``). Ranks must hold equally sized slices.
+    """
+    if not env.distributed:
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+
+
+def gather_no_grad(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    """Concatenate ``tensor`` from all ranks (no gradient), equal slices."""
+    if not env.distributed:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(env.world_size)]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts, dim=0)
