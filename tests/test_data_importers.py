@@ -264,3 +264,22 @@ def test_generator_versions_inherit_their_family():
     assert describe_generator("StyleGAN3-R") == ("entire_synthesis", "gan")
     assert describe_generator("DDPM") == ("entire_synthesis", "diffusion")
     assert describe_generator("my-own-model") == ("", "")
+
+
+def test_genface_released_flat_layout_names_generators_from_files(tmp_path: Path) -> None:
+    """The released tree keeps several generators in one folder, named in the file names."""
+    touch_images(
+        tmp_path,
+        "real/CelebA_HQ/1.png",
+        "fake/EFS/Diffusion/colladiffusion_0001.png",
+        "fake/EFS/Diffusion/ddpm_0002.png",
+        "fake/EFS/Diffusion/latentdiffusion_0003.png",
+        "fake/FS/GAN/0004_FSLSD.png",
+        "fake/FS/GAN/0005_FaceSwapper.png",
+    )
+    rows = by_name(index_dataset(tmp_path, "genface").records)
+    assert rows["colladiffusion_0001.png"].generator == "CollaborativeDiffusion"
+    assert rows["ddpm_0002.png"].generator == "DDPM"
+    assert rows["latentdiffusion_0003.png"].generator == "LatentDiffusion"
+    assert (rows["0004_FSLSD.png"].generator, rows["0004_FSLSD.png"].family) == ("FSLSD", "gan")
+    assert rows["0005_FaceSwapper.png"].generator == "FaceSwapper"

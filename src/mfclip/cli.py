@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "mfclip.model.cli",
     "mfclip.data.cli",
     "mfclip.train.cli",
+    "mfclip.evaluate.cli",
+    "mfclip.protocol_cli",
     "mfclip.demo",
 )
 

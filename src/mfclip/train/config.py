@@ -85,7 +85,8 @@ class TrainConfig:
     epochs: int = 100
     #: Stop when the selection metric has not improved for this many epochs (0: never).
     patience: int = 5
-    #: Validation metric that picks the best checkpoint: ``auc``, ``ap`` or ``loss``.
+    #: Validation metric that picks the best checkpoint: ``auc``, ``ap`` or ``loss`` (the
+    #: classifier's cross-entropy; the released code used its total loss).
     select_metric: Literal["auc", "ap", "loss"] = "auc"
     #: Decision threshold fixed on validation: ``eer`` or ``best_acc`` (or ``fixed`` = 0.5).
     threshold: Literal["eer", "best_acc", "fixed"] = "eer"

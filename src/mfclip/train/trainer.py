@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
 from safetensors.torch import load_file
 from torch import nn
@@ -251,7 +252,10 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def validate(self, model: MFCLIP, dataset: ManifestDataset) -> dict[str, Any]:
-        """Scores of the validation split (sharded over ranks, gathered), metrics, threshold."""
+        """Scores of the validation split (sharded over ranks, gathered), metrics, threshold.
+
+        ``loss`` is the classifier's mean cross-entropy on the split.
+        """
         env = self.env
         indices = list(range(env.rank, len(dataset), env.world_size))
         loader = DataLoader(
@@ -268,11 +272,12 @@ class Trainer:
             if batch is None:
                 continue
             images = batch["image"].to(env.device, non_blocking=True)
-            tokens = batch.get("tokens")
+            labels = batch["label"].to(env.device)
             with self._autocast():
-                out = model(images, tokens)
-                loss = model.loss(out, batch["label"].to(env.device))
-            loss_sum += float(loss.total) * len(images)
+                out = model(images)
+            # Per-sample cross-entropy: unlike the contrastive terms it does not depend on how
+            # the split is cut into batches (or shared among ranks).
+            loss_sum += float(F.cross_entropy(out.logits.float(), labels, reduction="sum"))
             loss_n += len(images)
             probs = out.fake_prob.float().cpu().tolist()
             rows.extend(zip(batch["index"].tolist(), batch["label"].tolist(), probs, strict=True))

@@ -96,9 +96,7 @@ class HaarFaceDetector:
             # the border: retry on a replicated margin (only then, since the margin also
             # invites large spurious boxes on ordinary photographs).
             boxes = self._detect(grey, round(self.pad * max(grey.shape)))
-        return [
-            FaceBox(b.x / scale, b.y / scale, b.w / scale, b.h / scale, b.score) for b in boxes
-        ]
+        return [FaceBox(b.x / scale, b.y / scale, b.w / scale, b.h / scale, b.score) for b in boxes]
 
     def _detect(self, grey: np.ndarray, off: int) -> list[FaceBox]:
         """Cascade detections on ``grey`` surrounded by an ``off``-pixel replicated margin."""

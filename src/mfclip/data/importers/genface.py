@@ -11,8 +11,10 @@ Folders without a generator level fall back to the one generator GenFace has the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from ...prompts import DEFAULT_PROMPT_SPEC
 from ..records import Record
 from .base import ImportResult, find_dir, group_from_pattern, media_under, split_in
 
@@ -57,7 +59,11 @@ def import_genface(
             parts = file.relative_to(fake_dir).parts[:-1]
             ftype = parts[0].lower() if parts else ""
             family = parts[1].lower() if len(parts) > 1 else ""
-            generator = parts[2] if len(parts) > 2 else SINGLE_GENERATOR.get((ftype, family), "")
+            generator = (
+                parts[2]
+                if len(parts) > 2
+                else SINGLE_GENERATOR.get((ftype, family)) or _from_filename(file.stem, ftype)
+            )
             if ftype not in FORGERY_TYPES or family not in FAMILIES or not generator:
                 unknown.add("/".join(parts[:3]) or ".")
             result.records.append(
@@ -77,6 +83,22 @@ def import_genface(
             )
     result.official_splits = any(r.split for r in result.records)
     return result
+
+
+def _from_filename(stem: str, ftype: str) -> str:
+    """Generator named in a file name, as in the released GenFace tree.
+
+    ``EFS/Diffusion`` holds ``colladiffusion_*``, ``ddpm_*``, ``latentdiffusion_*`` side by
+    side (name first); ``FS/GAN`` holds ``*_FSLSD`` and ``*_FaceSwapper`` (name last). The
+    released scripts parse the names the same way. Canonical spellings come from the prompt
+    tables, so filters and L4 prompts agree.
+    """
+    if "_" not in stem:
+        return ""
+    token = stem.split("_")[0] if ftype == "efs" else stem.split("_")[-1]
+    key = re.sub(r"[^a-z0-9]", "", token.lower())
+    known = DEFAULT_PROMPT_SPEC["generator"]
+    return known.get(key, "")
 
 
 def _record(

@@ -1,0 +1,60 @@
+"""``mfclip evaluate --model RUN_OR_DIR --data MANIFEST``: the full report of one test set."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .runner import EvalOptions, evaluate
+
+    out = Path(args.out) if args.out else Path(args.model) / "eval" / Path(args.data).stem
+    options = EvalOptions(
+        split=None if args.split == "all" else args.split,
+        root=args.root,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=args.device,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        perturb=" ".join(args.perturb) if args.perturb else None,
+        tsne=args.tsne,
+        progress=not args.quiet,
+    )
+    result = evaluate(args.model, args.data, out, options)
+    overall = result["by_generator"]["all"]
+    print(
+        f"AUC {overall['auc']:.4f}  AP {overall['ap']:.4f}  EER {overall['eer']:.4f}  "
+        f"ACC@thr {overall['acc@thr']:.4f} "
+        f"(threshold {result['model_threshold']:.3f}, fixed on validation)"
+    )
+    if result["skipped_files"]:
+        print(f"skipped {result['skipped_files']} unreadable file(s); see the log")
+    print(f"report: {out / 'report.md'} (metrics.json, metrics.csv, scores.csv, roc.png, pr.png)")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a trained model on a manifest split")
+    p.add_argument("--model", required=True, help="run folder (its best checkpoint) or model dir")
+    p.add_argument("--data", required=True, help="manifest (CSV or JSONL)")
+    p.add_argument("--split", default="test", help="manifest split to evaluate, or 'all'")
+    p.add_argument("--root", help="folder that relative manifest paths resolve against")
+    p.add_argument("--out", help="report folder (default: MODEL/eval/<manifest name>)")
+    p.add_argument(
+        "--perturb",
+        nargs="*",
+        metavar="NAME=V1,V2",
+        help="robustness sweep, e.g. jpeg=30,50,70 blur=1,2 resize=0.5 noise=0.05",
+    )
+    p.add_argument("--tsne", action="store_true", help="t-SNE plot of the fused visual features")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2, help="decoding worker processes")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_evaluate)
