@@ -189,3 +189,23 @@ def test_no_cuda_calls_in_the_package():
             ):
                 offenders.append(f"{path.name}:{node.lineno}")
     assert offenders == []
+
+
+@pytest.mark.parametrize("variant", ["linear_probe", "clip_ft"])
+def test_baseline_variants_are_image_only_ce(variant):
+    torch.manual_seed(0)
+    model = mfclip.create_model("mfclip-tiny", overrides=[f"variant={variant}", "spa.mode=static"])
+    assert model.text is None and model.visual.noise is None and model.predictor is None
+    cfg = model.config
+    assert (cfg.loss.cmc, cfg.loss.kd, cfg.loss.ce) == (0.0, 0.0, 1.0)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    if variant == "linear_probe":  # frozen tower, no LayerNorm: one linear layer
+        assert trainable == {"head.fc.weight", "head.fc.bias"}
+    else:
+        assert any(n.startswith("visual.global_encoder.") for n in trainable)
+        assert "logit_scale" not in trainable
+    images, labels, tokens = random_batch(model, batch=3)
+    out = model(images, tokens)
+    loss = model.loss(out, labels)
+    loss.total.backward()
+    assert out.logits_per_image is None and torch.isfinite(loss.total)

@@ -155,6 +155,8 @@ class HeadConfig:
 
     #: Output classes (real, fake).
     num_classes: int = 2
+    #: LayerNorm before the linear layer (released: yes; a pure linear probe: no).
+    layernorm: bool = True
     #: Dropout before the classifier's linear layer.
     dropout: float = 0.0
     #: Linear map from the visual feature to the text space, needed by the KD loss.
@@ -219,14 +221,37 @@ class LoRAConfig:
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
 
 
+#: What the baseline variants fix, whatever else the config says: image-only, CE only.
+BASELINE_SWITCHES: dict[str, dict[str, Any]] = {
+    "linear_probe": {
+        "noise.enabled": False,
+        "fle.enabled": False,
+        "loss.cmc": 0.0,
+        "loss.kd": 0.0,
+        "loss.ce": 1.0,
+        "backbone.freeze_vision": True,
+        "head.layernorm": False,
+    },
+    "clip_ft": {
+        "noise.enabled": False,
+        "fle.enabled": False,
+        "loss.cmc": 0.0,
+        "loss.kd": 0.0,
+        "loss.ce": 1.0,
+    },
+}
+
+
 @dataclass
 class MFCLIPConfig:
     """The whole model: which variant and how each component is built."""
 
     #: Preset or user-given name, stored with saved models.
     name: str = "mfclip-vit-b16"
-    #: ``mfclip`` (CLIP towers), ``official`` (released VGG-style image branch from scratch).
-    variant: Literal["mfclip", "official"] = "mfclip"
+    #: ``mfclip`` (CLIP towers), ``official`` (released VGG-style image branch from scratch),
+    #: or a baseline: ``linear_probe`` (UnivFD: frozen CLIP image tower + linear layer, CE) or
+    #: ``clip_ft`` (CLIP image tower fine-tuned with CE only). Baselines pin their switches.
+    variant: Literal["mfclip", "official", "linear_probe", "clip_ft"] = "mfclip"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     fle: FLEConfig = field(default_factory=FLEConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
@@ -245,7 +270,11 @@ class MFCLIPConfig:
         return self.fle.enabled and (self.loss.cmc > 0 or self.loss.kd > 0)
 
     def validate(self) -> MFCLIPConfig:
-        """Check cross-field constraints; returns ``self`` for chaining."""
+        """Check cross-field constraints (pinning baseline switches); returns ``self``."""
+        if self.variant in BASELINE_SWITCHES:
+            for dotted, value in BASELINE_SWITCHES[self.variant].items():
+                section, key = dotted.split(".")
+                setattr(getattr(self, section), key, value)
         if not self.fle.levels or any(lv not in (1, 2, 3, 4) for lv in self.fle.levels):
             raise ConfigError(
                 f"fle.levels must be a non-empty subset of [1, 2, 3, 4], got {self.fle.levels}"

@@ -25,6 +25,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "backbone": {"name": "tiny"},
         "noise": {"width": 32, "depth": 1, "heads": 2, "stem_channels": [8, 16]},
     },
+    # Baselines in the same harness: UnivFD's linear probe (ViT-L/14, as in its paper) and
+    # full fine-tuning of CLIP's image tower with cross-entropy.
+    "univfd-vit-l14": {
+        "variant": "linear_probe",
+        "backbone": {"name": "openai/clip-vit-large-patch14"},
+    },
+    "clip-ft-vit-b16": {
+        "variant": "clip_ft",
+        "backbone": {"name": "openai/clip-vit-base-patch16"},
+    },
     # The released architecture: VGG-style image branch + 1-token noise branch, trained from
     # scratch, with a ViT-B/32-sized text tower and the 308-token concatenated prompt encoder.
     # Batch-position defects (positional embeddings, SPA gate) are fixed; see docs/differences.md.

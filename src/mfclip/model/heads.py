@@ -11,11 +11,11 @@ __all__ = ["ClassificationHead", "TextPredictor"]
 
 
 class ClassificationHead(nn.Module):
-    """LayerNorm + Linear -> 2 logits, as in the released code; optional dropout."""
+    """LayerNorm + Linear -> 2 logits, as in the released code (LayerNorm optional)."""
 
     def __init__(self, dim: int, cfg: HeadConfig) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm: nn.Module = nn.LayerNorm(dim) if cfg.layernorm else nn.Identity()
         self.dropout = nn.Dropout(cfg.dropout)
         self.fc = nn.Linear(dim, cfg.num_classes)
 

@@ -123,7 +123,10 @@ class MFCLIP(nn.Module):
             self.spa = SamplePairAttention(config.spa)
             if config.head.predictor and config.loss.kd > 0:
                 self.predictor = TextPredictor(dim, tower.out_dim)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(config.loss.logit_scale_init)))
+        # Unused without text: frozen, so optimisers and DDP do not wait for its gradient.
+        self.logit_scale = nn.Parameter(
+            torch.tensor(math.log(config.loss.logit_scale_init)), requires_grad=config.uses_text
+        )
         self.criterion = MFCLIPLoss(config.loss)
         self.prompt_builder = PromptBuilder()
         #: What training recorded with the weights: decision threshold, validation metrics.
