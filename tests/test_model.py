@@ -209,3 +209,16 @@ def test_baseline_variants_are_image_only_ce(variant):
     loss = model.loss(out, labels)
     loss.total.backward()
     assert out.logits_per_image is None and torch.isfinite(loss.total)
+
+
+def test_lora_trains_adapters_only_and_reloads(tmp_path):
+    pytest.importorskip("peft")
+    torch.manual_seed(0)
+    model = mfclip.create_model("mfclip-tiny", overrides=["lora.enabled=true", "lora.r=4"])
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    tower_params = [n for n in trainable if ".vision_model." in n or ".text_model." in n]
+    assert tower_params and all(".lora_" in n for n in tower_params)
+    images, labels, tokens = random_batch(model, batch=2)
+    model.loss(model(images, tokens), labels).total.backward()
+    loaded = MFCLIP.from_pretrained(model.save_pretrained(tmp_path / "m"))
+    assert torch.equal(loaded.predict(images).fake_prob, model.predict(images).fake_prob)
