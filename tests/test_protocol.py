@@ -76,3 +76,16 @@ def test_protocol_root_errors(tmp_path):
         run_protocol("genface-cross-generator", [str(tmp_path / "nope")], tmp_path / "o")
     with pytest.raises(ConfigError, match="unknown protocol 'nope'"):
         load_protocol("nope")
+
+
+def test_bundled_training_configs_load():
+    from importlib import resources
+
+    from mfclip.train import load_train_config
+
+    folder = resources.files("mfclip").joinpath("configs/train")
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".yaml"))
+    assert names
+    for name in names:
+        config = load_train_config(Path(str(folder.joinpath(name))))
+        assert config.data.manifest.endswith(".csv")
