@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "mfclip.train.cli",
     "mfclip.evaluate.cli",
     "mfclip.protocol_cli",
+    "mfclip.detect_cli",
     "mfclip.demo",
 )
 
