@@ -47,10 +47,3 @@ def test_bad_override_is_one_clear_error(capsys):
     assert main(["config", "show", "mfclip-tiny", "spa.mood=off"]) == 1
     err = capsys.readouterr().err
     assert "unknown config key 'spa.mood'" in err and "Traceback" not in err
-
-
-def test_demo_writes_a_loadable_model(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "identical predictions = True" in out
-    assert (tmp_path / "model" / "model.safetensors").is_file()

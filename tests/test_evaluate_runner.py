@@ -61,3 +61,15 @@ def test_evaluate_errors_are_clear(model_dir, data, tmp_path, capsys):
     argv = ["evaluate", "--model", str(model_dir), "--data", str(data), "--split", "nope"]
     assert main([*argv, "--out", str(tmp_path / "o"), "--quiet", "--workers", "0"]) == 1
     assert "no usable rows" in capsys.readouterr().err
+
+
+def test_video_metrics_only_for_video_like_groups():
+    from mfclip.evaluate.runner import _video_groups
+
+    def rec(group, label):
+        return {"group": group, "label": label}
+
+    videos = [rec("v1", 1), rec("v1", 1), rec("v2", 0), rec("v2", 0)]
+    assert _video_groups(videos) == "group"
+    assert _video_groups([rec("a", 1), rec("b", 0)]) is None  # one sample per group
+    assert _video_groups([*videos, rec("v1", 0)]) is None  # identity groups: mixed labels

@@ -92,6 +92,29 @@ def score_dataset(
     return records
 
 
+def _video_groups(records: list[dict[str, Any]]) -> str | None:
+    """``"group"`` when groups look like videos (several samples, one label each), else None.
+
+    Groups that are identities (a person's real and fake images) would make a video-level
+    score meaningless, so video metrics are skipped for them, with a note in the log.
+    """
+    labels: dict[str, set[int]] = {}
+    for r in records:
+        labels.setdefault(r["group"], set()).add(r["label"])
+    mixed = [g for g, ls in labels.items() if len(ls) > 1]
+    if mixed:
+        log.warning(
+            "video-level metrics skipped: %d group(s) hold both real and fake samples "
+            "(e.g. %s), so groups are not videos here",
+            len(mixed),
+            ", ".join(map(str, mixed[:3])),
+        )
+        return None
+    if len(labels) == len(records):
+        return None  # one sample per group: video metrics would repeat the frame metrics
+    return "group"
+
+
 def _fake_subsets(records: list[dict[str, Any]], by: str) -> dict[str, Any]:
     """``{name: (labels, scores)}`` overall and per value of ``by`` (its fakes + all reals)."""
     labels = np.array([r["label"] for r in records])
@@ -147,7 +170,7 @@ def evaluate(
         raise ValueError(f"{manifest}: no sample could be scored")
     kw: dict[str, Any] = {
         "threshold": threshold,
-        "group_key": "group",
+        "group_key": _video_groups(records),
         "bootstrap": opts.bootstrap,
         "seed": opts.seed,
     }
