@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "mfclip.evaluate.cli",
     "mfclip.protocol_cli",
     "mfclip.detect_cli",
+    "mfclip.serve.cli",
     "mfclip.demo",
 )
 

@@ -1,0 +1,145 @@
+"""The web page in a real browser: Debian's Chromium driven by Playwright, on the real server.
+
+Playwright's own browser downloads are not used (no network here): the test launches
+``/usr/bin/chromium`` (``apt-get install chromium``; ``.ci/run`` installs it when it can) and
+skips, saying why, when that or the ``playwright`` package is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="the 'serve' extra (fastapi) is not installed")
+pytest.importorskip("uvicorn", reason="the 'serve' extra (uvicorn) is not installed")
+pytest.importorskip("httpx", reason="httpx is not installed (test extra)")
+sync_api = pytest.importorskip(
+    "playwright.sync_api",
+    reason="the playwright package is not installed (pip install playwright; the browser "
+    "itself comes from Debian: apt-get install chromium)",
+)
+
+from mfclip.serve.app import create_app  # noqa: E402
+
+from .test_serve import png_bytes, serve_in_thread  # noqa: E402
+
+CHROMIUM = Path(os.environ.get("MFCLIP_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"no Chromium at {CHROMIUM} (apt-get install chromium, or set MFCLIP_CHROMIUM); "
+    "the page's HTTP side is still covered by tests/test_serve.py",
+)
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    import torch
+
+    import mfclip
+    from mfclip.infer import Detector
+
+    torch.manual_seed(0)
+    model_dir = tmp_path_factory.mktemp("serve-browser") / "model"
+    mfclip.create_model("mfclip-tiny").save_pretrained(model_dir)
+    return Detector.from_pretrained(model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def server(detector: Any) -> Iterator[str]:
+    with serve_in_thread(create_app(detector, max_upload_bytes=512 * 1024)) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture()
+def console() -> list[str]:
+    """The page's console errors (CSP violations would show up here)."""
+    return []
+
+
+@pytest.fixture()
+def page(browser: Any, server: str, console: list[str]) -> Iterator[Any]:
+    context = browser.new_context()
+    page = context.new_page()
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    page.goto(f"{server}/")
+    page.wait_for_function("document.getElementById('model-info').textContent.includes('tiny')")
+    yield page
+    context.close()
+
+
+def _expect_result(page: Any, detector: Any, data: bytes) -> None:
+    """Verdict, probability and a loaded explanation image, all matching the detector."""
+    page.wait_for_selector("#explanation-figure:not([hidden])", timeout=30_000)
+    ref = detector(Image.open(io.BytesIO(data)))
+    assert page.inner_text("#verdict") == ref.label.upper()
+    prob = page.inner_text("#prob")
+    assert re.match(r"Probability of fake: \d{1,3}\.\d %", prob)
+    assert f"{100 * ref.fake_prob:.1f} %" in prob
+    loaded = page.eval_on_selector(
+        "#explanation", "img => img.complete && img.naturalWidth > 0 && img.naturalHeight > 0"
+    )
+    assert loaded
+    assert page.evaluate("document.activeElement.id") == "verdict-heading"  # focus moved
+    assert page.is_hidden("#error")
+
+
+def test_pick_an_image(page: Any, detector: Any, tmp_path: Path, console: list[str]) -> None:
+    data = png_bytes(120, 100, seed=3)
+    path = tmp_path / "portrait.png"
+    path.write_bytes(data)
+    page.keyboard.press("Tab")  # the file input is the first stop for keyboard users
+    assert page.evaluate("document.activeElement.id") == "file"
+    page.set_input_files("#file", str(path))
+    _expect_result(page, detector, data)
+    assert page.inner_text("#source") == "portrait.png"
+    assert "Done:" in page.inner_text("#status")
+    assert console == []
+
+
+def test_drop_an_image(page: Any, detector: Any) -> None:
+    data = png_bytes(90, 90, seed=4)
+    page.evaluate(
+        """b64 => {
+            const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], "dropped.png", {type: "image/png"}));
+            const zone = document.getElementById("drop");
+            zone.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true,
+                                                      cancelable: true}));
+        }""",
+        base64.b64encode(data).decode(),
+    )
+    _expect_result(page, detector, data)
+    assert page.inner_text("#source") == "dropped.png"
+
+
+def test_server_error_is_shown(page: Any, tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not an image\n")
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+    text = page.inner_text("#error")
+    assert "415" in text and "not an image" in text
+    assert page.is_hidden("#result")
+    assert page.get_attribute("#error", "role") == "alert"
