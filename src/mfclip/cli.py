@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "mfclip.protocol_cli",
     "mfclip.detect_cli",
     "mfclip.serve.cli",
+    "mfclip.export_cli",
     "mfclip.demo",
 )
 
