@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from .data.functional import center_crop, resize_shortest
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -69,14 +70,6 @@ BOXES_NAME = "boxes"
 #: Largest |p_onnx - p_torch| that the export's own check accepts (float32 reassociation).
 DEFAULT_ATOL = 1e-4
 _INSTALL_HINT = "install the ONNX extra: pip install 'mfclip[onnx]'"
-
-_RESAMPLING = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-}
-
 
 class ExportError(RuntimeError):
     """The model could not be exported, or the exported graph disagrees with PyTorch."""
@@ -115,28 +108,6 @@ class OnnxPreprocess:
         )
 
 
-def _resize_shortest(image: Image.Image, size: int, interpolation: str) -> Image.Image:
-    # Same rule as mfclip.data.functional.resize_shortest (CLIPImageProcessor's).
-    if interpolation not in _RESAMPLING:
-        raise ValueError(f"unknown interpolation '{interpolation}' (use {', '.join(_RESAMPLING)})")
-    width, height = image.size
-    short, long = min(width, height), max(width, height)
-    new_long = int(size * long / short)
-    new = (size, new_long) if width <= height else (new_long, size)
-    return image if new == image.size else image.resize(new, _RESAMPLING[interpolation])
-
-
-def _center_crop(image: Image.Image, size: int) -> Image.Image:
-    # Same rule as mfclip.data.functional.center_crop (black padding when too small).
-    width, height = image.size
-    if width < size or height < size:
-        canvas = Image.new("RGB", (max(width, size), max(height, size)))
-        canvas.paste(image, ((canvas.width - width) // 2, (canvas.height - height) // 2))
-        image, width, height = canvas, canvas.width, canvas.height
-    left, top = (width - size) // 2, (height - size) // 2
-    return image.crop((left, top, left + size, top + size))
-
-
 def _as_pil(image: Image.Image | np.ndarray | str | os.PathLike) -> Image.Image:
     if isinstance(image, Image.Image):
         return image
@@ -163,8 +134,8 @@ def preprocess_image(
     to mfclip's evaluation transform, bit for bit (tested).
     """
     pil = _as_pil(image)
-    pil = _center_crop(
-        _resize_shortest(pil.convert("RGB"), preprocess.resize, preprocess.interpolation),
+    pil = center_crop(
+        resize_shortest(pil.convert("RGB"), preprocess.resize, preprocess.interpolation),
         preprocess.image_size,
     )
     array = np.asarray(pil, dtype=np.float32) / np.float32(255.0)
