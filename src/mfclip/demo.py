@@ -186,7 +186,7 @@ def run_demo(
     seed: int = 0,
     backbone: str | None = None,
     epochs: int = 4,
-    crops_per_photo: int = 14,
+    crops_per_photo: int = 10,
 ) -> dict[str, Path]:
     """The whole pipeline on synthetic data; returns the paths it wrote."""
     from .data.manifest import read_manifest, resolve_path
