@@ -55,10 +55,79 @@ def quantize_gray(images01: Tensor, luma: Sequence[float] = DEFAULT_LUMA) -> Ten
         raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images01.shape)}")
     if len(luma) != 3:
         raise ValueError(f"luma must have 3 weights, got {len(luma)}")
+    return _gray_levels(images01, luma, torch.uint8)
+
+
+class _Scratch:
+    """Buffers reused across the chunks of one call, so each chunk writes to warm memory.
+
+    ``get`` returns a view of a buffer of at least the requested size.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, Tensor] = {}
+
+    def get(
+        self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+    ) -> Tensor:
+        buf = self._buffers.get(name)
+        if (
+            buf is None
+            or buf.shape[0] < shape[0]
+            or buf.shape[1:] != shape[1:]
+            or buf.dtype != dtype
+            or buf.device != device
+        ):
+            buf = torch.empty(shape, dtype=dtype, device=device)
+            self._buffers[name] = buf
+        return buf[: shape[0]]
+
+
+def _gray_levels(
+    images01: Tensor, luma: Sequence[float], dtype: torch.dtype, scratch: _Scratch | None = None
+) -> Tensor:
+    """:func:`quantize_gray` without the checks, as ``dtype`` (uint8, or int16: same levels)."""
     x = images01.detach().to(torch.float32)
     w0, w1, w2 = (float(v) for v in luma)
-    gray = (x[:, 0] * w0 + x[:, 1] * w1 + x[:, 2] * w2) * 255.0
-    return gray.clamp_(0.0, 255.0).to(torch.uint8)
+    # ((r*w0 + g*w1) + b*w2) * 255, each step rounded to float32.
+    if scratch is None:  # plain ops (this is also the form the ONNX exporter traces)
+        gray = x[:, 0] * w0
+        gray += x[:, 1] * w1
+        gray += x[:, 2] * w2
+    else:  # the same ops into reused buffers
+        shape, dev = (x.shape[0], x.shape[2], x.shape[3]), x.device
+        gray = torch.mul(x[:, 0], w0, out=scratch.get("gray", shape, torch.float32, dev))
+        tmp = torch.mul(x[:, 1], w1, out=scratch.get("tmp", shape, torch.float32, dev))
+        gray += tmp
+        gray += torch.mul(x[:, 2], w2, out=tmp)
+    gray *= 255.0
+    gray.clamp_(0.0, 255.0)
+    # Both integer casts truncate toward zero, so uint8 and int16 hold the same levels.
+    if scratch is None:
+        return gray.to(dtype)
+    return scratch.get("levels", tuple(gray.shape), dtype, gray.device).copy_(gray)
+
+
+def _grid_axes(
+    height: int,
+    width: int,
+    patch_size: int,
+    stride: int | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Top edges ``ys`` and left edges ``xs`` of the candidate grid (validated)."""
+    if stride is None:
+        stride = patch_size
+    if patch_size < 1 or stride < 1:
+        raise ValueError(f"patch_size and stride must be positive, got {patch_size}, {stride}")
+    if patch_size > height or patch_size > width:
+        raise ValueError(
+            f"patch_size {patch_size} is larger than the image ({height}x{width}); "
+            "resize the image or lower noise.patch_size"
+        )
+    ys = torch.arange(0, height - patch_size + 1, stride, device=device)
+    xs = torch.arange(0, width - patch_size + 1, stride, device=device)
+    return ys, xs
 
 
 def patch_grid(
@@ -74,17 +143,7 @@ def patch_grid(
     ``Tensor.unfold`` used by the released code, so index 0 is the top-left patch and ties resolve
     to the same patch as there. ``stride=None`` means non-overlapping (``stride = patch_size``).
     """
-    if stride is None:
-        stride = patch_size
-    if patch_size < 1 or stride < 1:
-        raise ValueError(f"patch_size and stride must be positive, got {patch_size}, {stride}")
-    if patch_size > height or patch_size > width:
-        raise ValueError(
-            f"patch_size {patch_size} is larger than the image ({height}x{width}); "
-            "resize the image or lower noise.patch_size"
-        )
-    ys = torch.arange(0, height - patch_size + 1, stride, device=device)
-    xs = torch.arange(0, width - patch_size + 1, stride, device=device)
+    ys, xs = _grid_axes(height, width, patch_size, stride, device)
     y0, x0 = torch.meshgrid(ys, xs, indexing="ij")
     y0, x0 = y0.reshape(-1), x0.reshape(-1)
     return torch.stack([x0, y0, x0 + patch_size, y0 + patch_size], dim=1).long()
@@ -93,6 +152,109 @@ def patch_grid(
 def _float_dtype(device: torch.device) -> torch.dtype:
     """float64 where the backend has it; MPS has no float64."""
     return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _fixed_point_bits(height: int, width: int) -> int:
+    """``k`` such that pair weights scaled by ``2**k`` sum over the whole image within int64."""
+    total_pairs = max(height * (width - 1), 1)
+    k = min(52, 62 - total_pairs.bit_length())
+    if k < 16:
+        raise ValueError(f"image {height}x{width} is too large for exact GLCM window sums")
+    return k
+
+
+#: Pixels per chunk on the CPU: a chunk's temporaries stay in cache, and there are few chunks.
+_CPU_CHUNK_PIXELS = 1 << 18
+#: float64 represents every integer up to this exactly, so sums that stay below it are exact.
+_EXACT_F64 = 2**53
+
+
+def _chunk_size(batch: int, height: int, width: int, device: torch.device) -> int:
+    """Images per chunk: cache-sized on the CPU, the whole batch elsewhere."""
+    if device.type != "cpu":
+        return max(batch, 1)
+    return max(1, _CPU_CHUNK_PIXELS // max(height * width, 1))
+
+
+def _pair_weights_f64(gray: Tensor, k: int, scratch: _Scratch | None = None) -> Tensor:
+    """Fixed-point pair weights ``round(2**k / (1 + d^2))`` ``(B, H, W-1)`` as float64 integers.
+
+    ``2**k / (1 + d*d)`` is one correctly rounded division, which equals ``(1 / (1 + d*d)) *
+    2**k`` (scaling by a power of two is exact), the expression of the lookup table
+    (:func:`_pair_weight_lut`), so the values are identical; arithmetic is cheaper than a
+    gather here.
+    """
+    g = gray.to(torch.int16)
+    n, h, w = g.shape
+    shape, dev = (n, h, w - 1), g.device
+    one = torch.ones((), dtype=torch.float64, device=dev)
+    scale = torch.full((), 2.0**k, dtype=torch.float64, device=dev)
+    if scratch is None:
+        d = (g[:, :, 1:] - g[:, :, :-1]).to(torch.float64)  # pair (x, x+1) at column x
+        return torch.div(scale, torch.addcmul(one, d, d)).round_()  # 1 + d*d is exact
+    diff = torch.sub(g[:, :, 1:], g[:, :, :-1], out=scratch.get("diff", shape, torch.int16, dev))
+    d = scratch.get("d", shape, torch.float64, dev).copy_(diff)
+    denom = torch.addcmul(one, d, d, out=scratch.get("denom", shape, torch.float64, dev))
+    return torch.div(scale, denom, out=d).round_()
+
+
+def _pair_weight_lut(k: int, device: torch.device | None = None) -> Tensor:
+    """``round(2**k / (1 + d^2))`` for d in 0..255, int64."""
+    d = torch.arange(256, dtype=torch.float64)
+    return torch.round((1.0 / (1.0 + d * d)) * 2.0**k).to(torch.int64).to(device)
+
+
+def _row_range_sums(weights: Tensor, ay: Tensor, max_rows: int, k: int) -> Tensor:
+    """``ay @ weights`` ``(B, Uy, W-1)`` in int64, exact.
+
+    Sums of float64 integers are exact in any order while they stay below ``2**53``; where a
+    range's sum could exceed that, the weights are split into high and low parts first.
+    """
+    if max_rows * 2**k <= _EXACT_F64:
+        return torch.matmul(ay, weights).to(torch.int64)
+    # The largest power of two ``p`` with max_rows * p <= 2**53: both parts' sums stay exact.
+    p = 1 << ((_EXACT_F64 // max_rows).bit_length() - 1)
+    high = torch.floor(weights / p)
+    low = weights - high * p
+    return torch.matmul(ay, high).to(torch.int64) * p + torch.matmul(ay, low).to(torch.int64)
+
+
+def _range_sums(
+    gray: Tensor,
+    y_ranges: Tensor,
+    x_ranges: Tensor,
+    k: int,
+    max_rows: int | None = None,
+    scratch: _Scratch | None = None,
+) -> Tensor:
+    """Exact fixed-point pair-weight sums ``(B, Uy, Ux)`` int64 over row x pair-column ranges.
+
+    ``y_ranges`` ``(Uy, 2)`` are row ranges ``[y0, y1)``; ``x_ranges`` ``(Ux, 2)`` are ranges
+    ``[x0, xe)`` of pair columns (pair ``(x, x+1)`` sits at column ``x``); ``max_rows`` bounds
+    the ranges' heights (default: the image height). Windows are separable, so rows are summed
+    first (a 0/1 matrix product, exact, see :func:`_row_range_sums`) and pair columns second
+    (int64 prefix sums of the few row-range sums). The result equals a full int64 integral
+    image's window sums bit for bit, with far less memory traffic. Without float64 (MPS) the
+    row sums use int64 prefix sums instead.
+    """
+    b, h = gray.shape[:2]
+    device = gray.device
+    if b == 0:
+        return torch.zeros((0, len(y_ranges), len(x_ranges)), dtype=torch.int64, device=device)
+    y0, y1 = y_ranges[:, 0], y_ranges[:, 1]
+    x0, xe = x_ranges[:, 0], x_ranges[:, 1]
+    max_rows = h if max_rows is None else max_rows
+    if _float_dtype(device) == torch.float64:
+        rows = torch.arange(h, device=device)
+        ay = ((rows >= y0[:, None]) & (rows < y1[:, None])).to(torch.float64)  # (Uy, H)
+        row_sums = _row_range_sums(_pair_weights_f64(gray, k, scratch), ay, max_rows, k)
+    else:
+        g = gray.to(torch.int16)
+        diff = (g[:, :, 1:] - g[:, :, :-1]).abs_().long()
+        cum = F.pad(_pair_weight_lut(k, device).take(diff).cumsum(1), (0, 0, 1, 0))
+        row_sums = cum[:, y1] - cum[:, y0]  # (B, Uy, W-1)
+    cum = F.pad(row_sums.cumsum(2), (1, 0))  # (B, Uy, W): sums over pair columns < x
+    return cum[:, :, xe] - cum[:, :, x0]
 
 
 def _pair_weight_sums(
@@ -118,25 +280,21 @@ def _pair_weight_sums(
                 f"boxes must lie inside the {h}x{w} image and be at least 2 pixels wide and "
                 f"1 pixel high; offending box {boxes[bad][0].tolist()}"
             )
-    # Fixed point: scale weights by 2**k with k as large as int64 allows for this image.
-    total_pairs = max(h * (w - 1), 1)
-    k = min(52, 62 - total_pairs.bit_length())
-    if k < 16:
-        raise ValueError(f"image {h}x{w} is too large for exact GLCM window sums")
-    d = torch.arange(256, dtype=torch.float64)
-    lut = torch.round((1.0 / (1.0 + d * d)) * 2.0**k).to(torch.int64).to(device)
-
-    g = gray.to(torch.int16)
-    diff = (g[:, :, 1:] - g[:, :, :-1]).abs().long()  # (B, H, W-1): pair (x, x+1) at column x
-    weights = lut[diff]
-    # Integral image with a zero row/column in front: integ[:, y, x] = sum of rows < y, cols < x.
-    integ = torch.zeros((b, h + 1, w), dtype=torch.int64, device=device)
-    integ[:, 1:, 1:] = weights.cumsum(1).cumsum(2)
+    k = _fixed_point_bits(h, w)
     # Pairs of the window [y0, y1) x [x0, x1) start at columns [x0, x1 - 1).
     xe = x1 - 1
-    sums = integ[:, y1, xe] - integ[:, y0, xe] - integ[:, y1, x0] + integ[:, y0, x0]
     pairs = (y1 - y0) * (xe - x0)
-    return sums, pairs, k
+    if not boxes.numel():
+        return torch.zeros((b, 0), dtype=torch.int64, device=device), pairs, k
+    y_ranges, iy = torch.unique(torch.stack([y0, y1], 1), dim=0, return_inverse=True)
+    x_ranges, ix = torch.unique(torch.stack([x0, xe], 1), dim=0, return_inverse=True)
+    max_rows = int((y_ranges[:, 1] - y_ranges[:, 0]).max())
+    step, scratch = _chunk_size(b, h, w, device), _Scratch()
+    sums = torch.cat(
+        [_range_sums(g, y_ranges, x_ranges, k, max_rows, scratch) for g in gray.split(step)]
+        or [torch.zeros((0, len(y_ranges), len(x_ranges)), dtype=torch.int64, device=device)]
+    )
+    return sums[:, iy, ix], pairs, k
 
 
 def glcm_homogeneity(gray: Tensor, boxes: Tensor | Sequence[Sequence[int]]) -> Tensor:
@@ -156,15 +314,60 @@ def glcm_homogeneity(gray: Tensor, boxes: Tensor | Sequence[Sequence[int]]) -> T
 @torch.no_grad()
 def _select_index(
     images01: Tensor,
-    boxes: Tensor,
+    ys: Tensor,
+    xs: Tensor,
+    patch_size: int,
     luma: Sequence[float],
     select: Literal["argmin", "argmax"],
 ) -> Tensor:
-    gray = quantize_gray(images01, luma)
-    sums, _, _ = _pair_weight_sums(gray, boxes)
+    b, _, h, w = images01.shape
+    if len(luma) != 3:
+        raise ValueError(f"luma must have 3 weights, got {len(luma)}")
+    k = _fixed_point_bits(h, w)
+    # Grey levels as int16 on the CPU, where float -> uint8 conversion is several times slower.
+    levels = torch.int16 if images01.device.type == "cpu" else torch.uint8
+    y_ranges = torch.stack([ys, ys + patch_size], 1)
+    x_ranges = torch.stack([xs, xs + patch_size - 1], 1)
+    # Chunk by chunk (grey levels included) into reused buffers, so that on the CPU the
+    # temporaries stay in cache.
+    scratch = _Scratch()
+    sums = torch.cat(
+        [
+            _range_sums(
+                _gray_levels(chunk, luma, levels, scratch),
+                y_ranges,
+                x_ranges,
+                k,
+                patch_size,
+                scratch,
+            )
+            for chunk in images01.split(_chunk_size(b, h, w, images01.device))
+        ]
+    ).flatten(1)  # (B, P) in patch_grid order
     # Every candidate has the same number of pairs, so comparing the exact integer sums equals
     # comparing homogeneities, and exact ties go to the first index (torch.argmin/argmax contract).
     return sums.argmin(dim=1) if select == "argmin" else sums.argmax(dim=1)
+
+
+def _crop(images01: Tensor, top: Tensor, left: Tensor, patch_size: int) -> Tensor:
+    """``(B, C, ps, ps)`` crops at per-image corners, differentiable w.r.t. ``images01``.
+
+    On the CPU, slicing each image is several times faster than a batched gather; elsewhere a
+    gather keeps the corners on the device (no host synchronisation).
+    """
+    bsz, chans, h, w = images01.shape
+    ps = patch_size
+    if images01.device.type == "cpu":
+        corners = torch.stack([top, left], 1).tolist()
+        if not corners:
+            return images01.new_empty((0, chans, ps, ps))
+        return torch.stack(
+            [images01[i, :, y : y + ps, x : x + ps] for i, (y, x) in enumerate(corners)]
+        )
+    offs = torch.arange(ps, device=images01.device)
+    flat = (top[:, None, None] + offs[:, None]) * w + (left[:, None, None] + offs)  # (B, ps, ps)
+    flat = flat.view(bsz, 1, ps * ps).expand(bsz, chans, -1)
+    return images01.reshape(bsz, chans, h * w).gather(2, flat).view(bsz, chans, ps, ps)
 
 
 def select_richest_patch(
@@ -179,28 +382,19 @@ def select_richest_patch(
     Returns ``(patches (B, 3, ps, ps), boxes (B, 4) long as (x0, y0, x1, y1), index (B,))``.
     ``select="argmax"`` picks the smoothest patch instead (ablation). Ties go to the first
     candidate in row-major order, like ``np.argmin`` in the released code. The selection itself
-    is not differentiable and runs without autograd; the crop is taken by indexing
-    ``images01``, so gradients still flow from ``patches`` back to the selected pixels.
+    is not differentiable and runs without autograd; the crop is taken from ``images01``, so
+    gradients still flow from ``patches`` back to the selected pixels.
     """
     if select not in ("argmin", "argmax"):
         raise ValueError(f"select must be 'argmin' or 'argmax', got {select!r}")
     if images01.ndim != 4 or images01.shape[1] != 3:
         raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images01.shape)}")
-    bsz, chans, h, w = images01.shape
-    device = images01.device
-    boxes = patch_grid(h, w, patch_size, stride, device=device)
-    index = _select_index(images01, boxes, luma, select)
-    chosen = boxes[index]  # (B, 4)
-    offs = torch.arange(patch_size, device=device)
-    rows = chosen[:, 1, None] + offs  # (B, ps)
-    cols = chosen[:, 0, None] + offs
-    patches = images01[
-        torch.arange(bsz, device=device)[:, None, None, None],
-        torch.arange(chans, device=device)[None, :, None, None],
-        rows[:, None, :, None],
-        cols[:, None, None, :],
-    ]
-    return patches, chosen, index
+    _, _, h, w = images01.shape
+    ys, xs = _grid_axes(h, w, patch_size, stride, images01.device)
+    index = _select_index(images01, ys, xs, patch_size, luma, select)
+    top, left = ys[index // xs.shape[0]], xs[index % xs.shape[0]]
+    chosen = torch.stack([left, top, left + patch_size, top + patch_size], dim=1)  # (B, 4)
+    return _crop(images01, top, left, patch_size), chosen, index
 
 
 class SRMFilter(nn.Module):
