@@ -1,7 +1,7 @@
 """Target 4: the detect input pipeline, share of wall time spent waiting for decoded images.
 
 Runs ``mfclip.infer.Detector.detect_paths`` (what ``mfclip detect`` runs) on a temporary
-folder of JPEGs at 256-512 px (face images from ``/work/shared/data/faces-sample`` rescaled
+folder of JPEGs at 256-512 px (face images from ``../shared/data/faces-sample`` rescaled
 when that folder exists, generated textures otherwise), with 2 decoding workers and batch 32,
 and reads ``Detector.stats``: ``wait_s`` is the time the loop blocks on the DataLoader
 iterator (worker start-up included), ``model_s`` the time in the model, ``total_s`` the wall
@@ -11,6 +11,7 @@ time of the whole run. The target is ``wait_fraction = wait_s / total_s < 0.10``
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -24,7 +25,11 @@ import torch
 from benchmarks import common
 
 NAME = "pipeline"
-FACES = Path("/work/shared/data/faces-sample")
+# The shared sample beside the checkout (../shared), if present; MFCLIP_FACES_SAMPLE overrides.
+FACES = Path(
+    os.environ.get("MFCLIP_FACES_SAMPLE")
+    or Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-sample"
+)
 
 
 def make_folder(directory: Path, count: int, seed: int = 0) -> dict[str, Any]:

@@ -13,6 +13,7 @@ scales with batch size, candidate count (stride < patch size) and input size.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,11 @@ from mfclip.model.noise import patch_grid, select_richest_patch
 
 NAME = "selection"
 TIE_TOL = 1e-12
-FACES = Path("/work/shared/data/faces-sample")
+# The shared sample beside the checkout (../shared), if present; MFCLIP_FACES_SAMPLE overrides.
+FACES = Path(
+    os.environ.get("MFCLIP_FACES_SAMPLE")
+    or Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-sample"
+)
 
 
 # ---------------------------------------------------------------------------------- reference
