@@ -71,6 +71,7 @@ BOXES_NAME = "boxes"
 DEFAULT_ATOL = 1e-4
 _INSTALL_HINT = "install the ONNX extra: pip install 'mfclip[onnx]'"
 
+
 class ExportError(RuntimeError):
     """The model could not be exported, or the exported graph disagrees with PyTorch."""
 
