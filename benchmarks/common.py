@@ -362,9 +362,7 @@ def vit_b16_backbone_dir() -> Path:
     Models built from it use ``backbone.pretrained=false``: the architecture comes from the
     config, the weights are random (offline, and the speed does not depend on them).
     """
-    from transformers import CLIPConfig
-
-    from mfclip.model.backbone import build_prompt_tokenizer
+    from mfclip.model.backbone import build_prompt_tokenizer, prompt_clip_config
 
     root = Path(os.environ.get("MFCLIP_BENCH_CACHE") or Path(tempfile.gettempdir()))
     target = root / "mfclip-bench" / "clip-vit-b16-random"
@@ -372,12 +370,6 @@ def vit_b16_backbone_dir() -> Path:
         return target
     target.mkdir(parents=True, exist_ok=True)
     tok = build_prompt_tokenizer()
-    text = dict(
-        vocab_size=len(tok),
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
     vision = dict(
         hidden_size=768,
         num_hidden_layers=12,
@@ -386,7 +378,7 @@ def vit_b16_backbone_dir() -> Path:
         patch_size=16,
         image_size=224,
     )
-    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=512)
+    config = prompt_clip_config(tok, vision=vision, projection_dim=512)
     config.save_pretrained(target)
     tok.save_pretrained(str(target))
     return target

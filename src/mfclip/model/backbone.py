@@ -33,6 +33,7 @@ __all__ = [
     "clip_from_config",
     "load_backbone",
     "load_tokenizer",
+    "prompt_clip_config",
     "quiet_hub",
     "tiny_backbone_dir",
 ]
@@ -105,29 +106,38 @@ def build_prompt_tokenizer(vocab_size: int = 1024, context_length: int = 77) -> 
     )
 
 
-def _tiny_clip_config(tokenizer: Any) -> Any:
+def prompt_clip_config(
+    tokenizer: Any,
+    text: dict[str, Any] | None = None,
+    vision: dict[str, Any] | None = None,
+    projection_dim: int = 512,
+) -> Any:
+    """A ``CLIPConfig`` whose text tower fits ``tokenizer`` (vocabulary size, special ids).
+
+    ``text`` and ``vision`` override the ``transformers`` defaults (ViT-B/32 sizes).
+    """
     from transformers import CLIPConfig
 
-    text = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=77,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+    text_config = {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        **(text or {}),
+    }
+    return CLIPConfig(
+        text_config=text_config, vision_config=vision or {}, projection_dim=projection_dim
     )
-    vision = dict(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=224,
-        patch_size=32,
+
+
+def _tiny_clip_config(tokenizer: Any) -> Any:
+    small = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2}
+    return prompt_clip_config(
+        tokenizer,
+        text={**small, "num_attention_heads": 2, "max_position_embeddings": 77},
+        vision={**small, "num_attention_heads": 2, "image_size": 224, "patch_size": 32},
+        projection_dim=64,
     )
-    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=64)
 
 
 def _save_preprocess(directory: Path, image_size: int) -> None:
@@ -250,16 +260,14 @@ def clip_from_config(config: dict[str, Any]) -> nn.Module:
 
 
 def _scratch_b32() -> Backbone:
-    """The released code's setting: ViT-B/32-sized CLIP, random init, prompt tokenizer."""
-    from transformers import CLIPConfig, CLIPModel
+    """The released code's setting: ViT-B/32-sized CLIP, random init, prompt tokenizer.
+
+    The token table keeps CLIP's 49408 rows, as in the released model (and its size).
+    """
+    from transformers import CLIPModel
 
     tokenizer = build_prompt_tokenizer()
-    text = dict(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    config = CLIPConfig(text_config=text, vision_config={"patch_size": 32}, projection_dim=512)
+    config = prompt_clip_config(tokenizer, text={"vocab_size": 49408}, vision={"patch_size": 32})
     return Backbone(CLIPModel(config), tokenizer, PreprocessConfig(), "scratch-b32")
 
 
