@@ -32,12 +32,12 @@ FACES = Path(
 )
 
 
-def make_folder(directory: Path, count: int, seed: int = 0) -> dict[str, Any]:
+def make_folder(directory: Path, count: int, seed: int = 0, faces: bool = True) -> dict[str, Any]:
     """Write ``count`` JPEGs (quality 90, 256-512 px, some non-square) into ``directory``."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    sources = sorted(FACES.rglob("*.jpg")) if FACES.is_dir() else []
+    sources = sorted(FACES.rglob("*.jpg")) if faces and FACES.is_dir() else []
     directory.mkdir(parents=True, exist_ok=True)
     sizes = []
     for i in range(count):
@@ -55,7 +55,7 @@ def make_folder(directory: Path, count: int, seed: int = 0) -> dict[str, Any]:
         sizes.append((w, h))
     return {
         "images": count,
-        "source": "faces-sample (rescaled)" if sources else "generated",
+        "source": "faces-sample, rescaled" if sources else "generated",
         "mean_pixels": float(np.mean([w * h for w, h in sizes])),
         "bytes": sum(p.stat().st_size for p in directory.iterdir()),
     }
@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--skip-vit", action="store_true")
+    parser.add_argument(
+        "--synthetic", action="store_true", help="generated images only (no shared face sample)"
+    )
     args = parser.parse_args(argv)
     common.setup(args)
     try:
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="mfclip-bench-pipeline-"))
     rows = []
     try:
-        folder = make_folder(tmp / "images", max(sizes.values()))
+        folder = make_folder(tmp / "images", max(sizes.values()), faces=not args.synthetic)
         all_paths = sorted(str(p) for p in (tmp / "images").iterdir())
         for size, n in sizes.items():
             det = Detector(common.build_model(size), device="cpu")

@@ -104,10 +104,12 @@ def _faces(n: int, size: int) -> list[np.ndarray]:
     return out
 
 
-def make_images(n: int, size: int = 224, seed: int = 0) -> tuple[np.ndarray, dict[str, int]]:
+def make_images(
+    n: int, size: int = 224, seed: int = 0, faces: bool = True
+) -> tuple[np.ndarray, dict[str, int]]:
     """``n`` float32 HWC images: a quarter real faces when available, the rest synthetic."""
     rng = np.random.default_rng(seed)
-    faces = _faces(n // 4, size)
+    faces = _faces(n // 4, size) if faces else []
     imgs = faces + [_synthetic(rng, i % 6, size) for i in range(n - len(faces))]
     return np.stack(imgs).astype(np.float32), {"faces": len(faces), "synthetic": n - len(faces)}
 
@@ -169,6 +171,9 @@ def time_ref(imgs: np.ndarray, patch: int, stride: int | None, repeats: int) -> 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = common.add_common_args(argparse.ArgumentParser(description=__doc__))
     parser.add_argument("--images", type=int, default=None, help="agreement set size")
+    parser.add_argument(
+        "--synthetic", action="store_true", help="generated images only (no shared face sample)"
+    )
     args = parser.parse_args(argv)
     common.setup(args)
     quick = args.quick
@@ -178,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reps = 2 if quick else 5
     default_threads = torch.get_num_threads()
 
-    imgs, origin = make_images(max(n_check, n_ours, n_ref))
+    imgs, origin = make_images(max(n_check, n_ours, n_ref), faces=not args.synthetic)
     agreement = [check_agreement(imgs[:n_check], 112, None)]
     if not quick:
         agreement += [check_agreement(imgs[:64], 112, 56), check_agreement(imgs[:32], 112, 28)]
@@ -273,7 +278,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # Input size (target 5): patch 112 non-overlapping, batch 32.
     by_size = []
     for size in (224, 336, 448):
-        big, _ = make_images(8 if quick else 32, size, seed=1)
+        big, _ = make_images(8 if quick else 32, size, seed=1, faces=not args.synthetic)
         xs = to_tensor(big)
         with common.threads(1):
             t = time_ours(xs, 112, None, 32, 1, reps)

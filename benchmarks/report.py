@@ -270,7 +270,8 @@ def pipeline(data: dict[str, Any]) -> str:
     f = data["folder"]
     out = [
         f"#### Input pipeline (target 4)\n\n{_machine(data)}\n",
-        f"{f['images']} JPEGs ({f['source']}, 256-512 px), batch {data['runs'][0]['batch']}.\n",
+        f"{f['images']} JPEGs of 256-512 px ({f['source'].replace(' (', ', ').rstrip(')')}), "
+        f"batch {data['runs'][0]['batch']}.\n",
     ]
     out.append(
         table(
@@ -307,7 +308,7 @@ def pipeline(data: dict[str, Any]) -> str:
 
 
 def scaling(data: dict[str, Any], sel: dict[str, Any] | None) -> str:
-    out = [f"#### Scaling (target 5)\n\n{_machine(data)}\n"]
+    out = [f"#### Scaling (target 5)\n\n{_machine(data)}"]
     for size, rows in data["tables"].items():
         paths = sorted({r["path"] for r in rows}, reverse=True)
         batches = sorted({r["batch"] for r in rows})

@@ -1,4 +1,7 @@
-"""The benchmarks run in --quick mode and write their JSON (no timing is asserted)."""
+"""The benchmarks run in --quick mode and write their JSON (no timing is asserted).
+
+``--synthetic`` keeps the tests off the shared face sample (tests never read ``../shared``).
+"""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ def _check_target(data: dict) -> None:
 def test_selection(tmp_path):
     from benchmarks import bench_selection
 
-    bench_selection.main(["--quick", "--images", "8", "--out-dir", str(tmp_path)])
+    bench_selection.main(["--quick", "--synthetic", "--images", "8", "--out-dir", str(tmp_path)])
     data = _load(tmp_path, "selection")
     _check_target(data)
     assert data["target"]["identical"] is True
@@ -72,7 +75,8 @@ def test_scaling(tmp_path):
 def test_pipeline(tmp_path):
     from benchmarks import bench_pipeline
 
-    bench_pipeline.main(["--quick", "--images", "12", "--batch", "4", "--out-dir", str(tmp_path)])
+    args = ["--quick", "--synthetic", "--images", "12", "--batch", "4"]
+    bench_pipeline.main([*args, "--out-dir", str(tmp_path)])
     data = _load(tmp_path, "pipeline")
     if data.get("pending"):
         pytest.skip("mfclip.infer is not available")
