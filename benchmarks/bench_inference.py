@@ -147,20 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parts = components(model, x, repeats)
     memory = {} if args.no_memory else measure_memory(size, batch, args.threads)
 
-    rows = []
-    for name in ("bare", "mfclip"):
-        s, m = stats[name], memory.get(name, {})
-        rows.append(
-            [
-                name,
-                s["items_per_s"],
-                s["items_per_s_best"],
-                s["median_s"],
-                s["spread"],
-                m.get("peak_delta_mib", float("nan")),
-                m.get("peak_rss_mib", float("nan")),
-            ]
-        )
+    rows = common.inference_rows(stats, memory)
     common.print_table(
         f"Inference, {size}, batch {batch}, {torch.get_num_threads()} threads "
         f"(mfclip/bare = {ratio:.3f} median, {ratio_best:.3f} best)",

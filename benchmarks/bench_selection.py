@@ -261,18 +261,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     common.print_table(
         "Scaling: 224x224, patch 112, 1 thread",
         ["stride", "cands", "batch", "ms/img", "img/s", "skimage img/s", "x skimage"],
-        [
-            [
-                s["stride"],
-                s["candidates"],
-                s["batch"],
-                s["ms_per_image"],
-                s["items_per_s"],
-                s["skimage_items_per_s"],
-                s["ratio_vs_skimage"],
-            ]
-            for s in scaling
-        ],
+        common.selection_scaling_rows(scaling),
     )
 
     # Input size (target 5): patch 112 non-overlapping, batch 32.

@@ -416,3 +416,27 @@ def threads(n: int | None) -> Iterator[None]:
 def python() -> str:
     """The interpreter running the benchmarks (for subprocesses)."""
     return sys.executable
+
+
+def inference_rows(stats: dict[str, Any], memory: dict[str, Any]) -> list[list[Any]]:
+    """Rows of the inference table (bare tower, MFCLIP), shared by the script and the report."""
+    nan = float("nan")
+    return [
+        [
+            name,
+            stats[name]["items_per_s"],
+            stats[name]["items_per_s_best"],
+            stats[name]["median_s"],
+            stats[name]["spread"],
+            memory.get(name, {}).get("peak_delta_mib", nan),
+            memory.get(name, {}).get("peak_rss_mib", nan),
+        ]
+        for name in ("bare", "mfclip")
+    ]
+
+
+def selection_scaling_rows(scaling: list[dict[str, Any]]) -> list[list[Any]]:
+    """Rows of the selection-vs-candidates table, shared by the script and the report."""
+    keys = ("stride", "candidates", "batch", "ms_per_image", "items_per_s",
+            "skimage_items_per_s", "ratio_vs_skimage")  # fmt: skip
+    return [[s[k] for k in keys] for s in scaling]

@@ -123,18 +123,7 @@ def selection(data: dict[str, Any]) -> str:
                 "skimage images/s",
                 "x skimage",
             ],
-            [
-                [
-                    s["stride"],
-                    s["candidates"],
-                    s["batch"],
-                    s["ms_per_image"],
-                    s["items_per_s"],
-                    s["skimage_items_per_s"],
-                    s["ratio_vs_skimage"],
-                ]
-                for s in data["scaling"]
-            ],
+            common.selection_scaling_rows(data["scaling"]),
         )
     )
     return "\n".join(out)
@@ -167,20 +156,7 @@ def by_size(data: dict[str, Any]) -> str:
 def inference(data: dict[str, Any]) -> str:
     out = [f"#### Inference (target 2)\n\n{_machine(data)}\n"]
     mem = data.get("memory", {})
-    rows = []
-    for name in ("bare", "mfclip"):
-        s, m = data["stats"][name], mem.get(name, {})
-        rows.append(
-            [
-                name,
-                s["items_per_s"],
-                s["items_per_s_best"],
-                s["median_s"],
-                s["spread"],
-                m.get("peak_delta_mib", float("nan")),
-                m.get("peak_rss_mib", float("nan")),
-            ]
-        )
+    rows = common.inference_rows(data["stats"], mem)
     out.append(
         table(
             ["path", "images/s", "best", "s/batch", "spread", "peak +MiB", "peak RSS MiB"],
