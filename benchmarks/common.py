@@ -39,6 +39,7 @@ __all__ = [
     "machine_info",
     "measure",
     "peak_memory",
+    "pipeline_rows",
     "print_table",
     "setup",
     "summarize",
@@ -433,6 +434,20 @@ def inference_rows(stats: dict[str, Any], memory: dict[str, Any]) -> list[list[A
         ]
         for name in ("bare", "mfclip")
     ]
+
+
+PIPELINE_HEADERS = ["model", "decode", "workers", "images", "wall s", "waiting s", "model s",
+                    "waiting %", "images/s", "first result s", "CPU ms/image"]  # fmt: skip
+
+
+def pipeline_rows(runs: list[dict[str, Any]]) -> list[list[Any]]:
+    """Rows of the input-pipeline table (:data:`PIPELINE_HEADERS`), for the script and report."""
+    return [
+        [r["size"], r.get("decode", "process" if r["workers"] else "inline"), r["workers"],
+         r["images"], r["total_s"], r["wait_s"], r["model_s"], 100 * r["wait_fraction"],
+         r["images_per_s"], r.get("first_result_s"), r.get("cpu_ms_per_image", "-")]
+        for r in runs
+    ]  # fmt: skip
 
 
 def selection_scaling_rows(scaling: list[dict[str, Any]]) -> list[list[Any]]:

@@ -53,7 +53,7 @@ def summary(results: Path) -> str:
     for name in ("selection", "inference", "training", "pipeline"):
         data = _load(results, name)
         if not data or "target" not in data:
-            rows.append([name, "-", "-", "not run" if not data else "pending"])
+            rows.append([name, "-", "-", "not run" if not data else "no target"])
             continue
         t = data["target"]
         if "ratio" in t:
@@ -241,45 +241,13 @@ def training(data: dict[str, Any]) -> str:
 
 
 def pipeline(data: dict[str, Any]) -> str:
-    if data.get("pending"):
-        return "#### Input pipeline (target 4)\n\npending: " + data.get("reason", "")
     f = data["folder"]
     out = [
         f"#### Input pipeline (target 4)\n\n{_machine(data)}\n",
         f"{f['images']} JPEGs of 256-512 px ({f['source'].replace(' (', ', ').rstrip(')')}), "
         f"batch {data['runs'][0]['batch']}.\n",
     ]
-    out.append(
-        table(
-            [
-                "model",
-                "workers",
-                "images",
-                "wall s",
-                "waiting s",
-                "model s",
-                "waiting %",
-                "images/s",
-                "first result s",
-                "worker CPU ms/image",
-            ],
-            [
-                [
-                    r["size"],
-                    r["workers"],
-                    r["images"],
-                    r["total_s"],
-                    r["wait_s"],
-                    r["model_s"],
-                    100 * r["wait_fraction"],
-                    r["images_per_s"],
-                    r.get("first_result_s"),
-                    r.get("worker_cpu_ms_per_image"),
-                ]
-                for r in data["runs"]
-            ],
-        )
-    )
+    out.append(table(common.PIPELINE_HEADERS, common.pipeline_rows(data["runs"])))
     return "\n".join(out)
 
 

@@ -45,7 +45,7 @@ def summary_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
     for r in results:
         target = r["data"].get("target")
         if not target:
-            status = "pending" if r["data"].get("pending") else ("n/a" if r["ok"] else "error")
+            status = "n/a" if r["ok"] else "error"
             rows.append([r["name"], "-", "-", status, f"{r['seconds']:.0f}"])
             continue
         if "ratio" in target:
@@ -89,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         ["benchmark", "measured", "target", "status", "seconds"],
         rows,
     )
-    targets = {
-        r["name"]: r["data"].get("target", {"pending": r["data"].get("pending", False)})
-        for r in results
-    }
+    targets = {r["name"]: r["data"].get("target") for r in results}
     runs = [{"name": r["name"], "ok": r["ok"], "seconds": r["seconds"]} for r in results]
     previous = out_dir / "summary.json"
     if set(args.only) != set(BENCHMARKS) and previous.is_file():

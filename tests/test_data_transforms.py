@@ -63,6 +63,20 @@ def test_eval_transform_follows_preprocess_config() -> None:
     )
 
 
+def test_batched_uint8_path_is_bit_identical_to_the_float_path() -> None:
+    """Workers send uint8 crops and the batch is normalised once: same numbers as before."""
+    pre = PreprocessConfig()
+    transform = build_eval_transform(pre)
+    images = [photo(301, 203, seed=1), photo(224, 224, seed=2), photo(150, 400, seed=3)]
+    crops = [transform.pixels(im) for im in images]
+    assert all(c.dtype == np.uint8 and c.shape == (224, 224, 3) for c in crops)
+    batch = transform.to_batch(torch.from_numpy(np.stack(crops)))
+    for image, crop, row in zip(images, crops, batch, strict=True):
+        reference = normalize(to_tensor(Image.fromarray(crop)), pre.mean, pre.std)
+        assert torch.equal(row, reference)
+        assert torch.equal(transform(image), row)
+
+
 def test_train_transform_is_seeded_and_varies() -> None:
     transform = build_train_transform(PreprocessConfig(image_size=64, resize=64))
     image = photo()

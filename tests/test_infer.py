@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,24 @@ def test_api_accepts_every_image_type_consistently(detector, photo, tmp_path):
     assert grey.ok
     with pytest.raises(TypeError, match="unsupported image type"):
         detector(42)
+
+
+def test_detect_paths_scores_like_the_model_on_eval_transform(detector, photo, tmp_path):
+    """Worker decoding + uint8 hand-over + batch normalising == the plain float pipeline."""
+    from mfclip.data.decode import load_image
+    from mfclip.data.transforms import build_eval_transform
+
+    paths = []
+    for i, size in enumerate([(512, 512), (300, 420), (640, 360)]):
+        paths.append(tmp_path / f"p{i}.png")
+        Image.fromarray(photo).resize(size, Image.BICUBIC).save(paths[-1])
+    transform = build_eval_transform(detector.model.config.preprocess)
+    with torch.no_grad():
+        batch = torch.stack([transform(load_image(p)) for p in paths])
+        expected = detector.model.predict(batch).fake_prob.tolist()
+    got = [r.fake_prob for r in detector.detect_paths(paths, batch_size=2, workers=1)]
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert detector.stats.images == 3 and 0.0 <= detector.stats.wait_fraction <= 1.0
 
 
 def test_patch_box_is_in_original_coordinates(detector, photo):
@@ -115,6 +134,43 @@ def test_detect_cli_on_a_mixed_folder(model_dir, photo, tmp_path, capsys):
     pngs = sorted(p.name for p in explain.iterdir())
     assert len(pngs) == 2 and all(p.endswith(".png") for p in pngs)
     assert "waiting for decoded images" in capsys.readouterr().err
+
+
+def test_decoding_threads_processes_and_inline_give_the_same_rows(model_dir, photo, tmp_path):
+    """Every decode mode, and the faces option (one OpenCV detector per thread), same output."""
+    files = []
+    for i in range(7):
+        files.append(tmp_path / f"f{i}.jpg")
+        Image.fromarray(np.roll(photo, 37 * i, axis=1)).save(files[-1], quality=90)
+    files.insert(3, tmp_path / "missing.jpg")
+    files.append(_video(tmp_path / "clip.avi", frames=6))
+    det = Detector.from_pretrained(model_dir, device="cpu", faces=True, frames=3)
+    runs = {}
+    for mode, workers in [("thread", 0), ("thread", 3), ("process", 2)]:
+        rows = det.detect_paths(files, batch_size=3, workers=workers, decode=mode, per_frame=True)
+        runs[mode, workers] = [r.to_dict() for r in rows]
+    reference = runs.pop(("thread", 0))
+    assert [r["source"] for r in reference if r["kind"] != "frame"] == [str(f) for f in files]
+    assert reference[3]["error"] and reference[0]["face_box"] is not None
+    for rows in runs.values():
+        assert [r["source"] for r in rows] == [r["source"] for r in reference]
+        assert [r["error"] for r in rows] == [r["error"] for r in reference]
+        assert [r["face_box"] for r in rows] == [r["face_box"] for r in reference]
+        for got, want in zip(rows, reference, strict=True):
+            assert got["fake_prob"] == pytest.approx(want["fake_prob"], abs=1e-6)
+
+
+def test_detect_paths_rejects_bad_settings_and_stops_cleanly(detector, photo, tmp_path):
+    path = tmp_path / "a.png"
+    Image.fromarray(photo).save(path)
+    with pytest.raises(ValueError, match="decode must be"):
+        list(detector.detect_paths([path], decode="fork"))
+    with pytest.raises(ValueError, match="workers must be"):
+        list(detector.detect_paths([path], workers=-1))
+    rows = detector.detect_paths([path] * 50, batch_size=4, workers=2)
+    assert next(rows).ok
+    rows.close()  # the consumer stops early: pending decodes are cancelled, nothing hangs
+    assert not any(t.name.startswith("mfclip-decode") for t in threading.enumerate())
 
 
 def test_detect_exit_status_when_nothing_scores(model_dir, tmp_path):

@@ -46,6 +46,7 @@ def _detect(args: argparse.Namespace) -> int:
             paths,
             batch_size=args.batch_size,
             workers=args.workers,
+            decode=args.decode,
             per_frame=args.per_frame,
             progress=not args.quiet and len(paths) > 1,
         )
@@ -94,7 +95,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-frame", action="store_true", help="also one row per video frame")
     p.add_argument("--explain", metavar="DIR", help="write an explanation PNG per image here")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2, help="decoding worker processes")
+    p.add_argument(
+        "--workers", type=int, default=2, help="files decoded in parallel (0: one at a time)"
+    )
+    p.add_argument(
+        "--decode",
+        choices=("thread", "process"),
+        default="thread",
+        help="decode in threads (default; Pillow and OpenCV release the GIL) or in processes",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_detect)

@@ -149,7 +149,7 @@ def _draw_boxes(
 def explain_sample(detector: Detector, sample: _Sample) -> Explanation:
     """Score one prepared sample and draw its explanation panel."""
     model = detector.model
-    x = sample.tensor[None].to(detector.device)
+    x = detector.preparer.batch([sample], detector.device)
     with torch.no_grad():
         out = model(x)
     prob = float(out.fake_prob[0])
@@ -170,9 +170,7 @@ def explain_sample(detector: Detector, sample: _Sample) -> Explanation:
         shown = np.clip(np.abs(noise_map) / clip * 4.0, 0, 1)  # residuals are small: stretch
         panels.append(_fit(Image.fromarray((shown * 255).astype(np.uint8)), sharp=True))
         captions.append("SRM noise of the patch")
-    base = sample.tensor.float().cpu() * model.visual.std[0].cpu() + model.visual.mean[0].cpu()
-    base = (base.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-    overlay = (0.55 * base + 0.45 * _colorize(heat)).astype(np.uint8)
+    overlay = (0.55 * sample.pixels + 0.45 * _colorize(heat)).astype(np.uint8)
     panels.append(_fit(Image.fromarray(overlay)))
     captions.append(f"what supports '{label}' (Grad-CAM)")
 

@@ -31,6 +31,7 @@ __all__ = [
     "build_eval_transform",
     "build_train_transform",
     "normalize",
+    "pixels_to_tensor",
     "to_tensor",
 ]
 
@@ -43,23 +44,47 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
 
 def normalize(tensor: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """Per-channel ``(x - mean) / std``."""
-    m = torch.as_tensor(mean, dtype=tensor.dtype).view(-1, 1, 1)
-    s = torch.as_tensor(std, dtype=tensor.dtype).view(-1, 1, 1)
+    m = torch.as_tensor(mean, dtype=tensor.dtype, device=tensor.device).view(-1, 1, 1)
+    s = torch.as_tensor(std, dtype=tensor.dtype, device=tensor.device).view(-1, 1, 1)
     return (tensor - m) / s
+
+
+def pixels_to_tensor(
+    pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """uint8 ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)`` normalised, on ``pixels``' device.
+
+    The same float32 operations as :func:`to_tensor` + :func:`normalize`, so the result is
+    identical bit for bit; done once per batch, it lets decoding workers hand over uint8 crops
+    (a quarter of the bytes) and lets a GPU do the arithmetic.
+    """
+    x = pixels.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+    return normalize(x, mean, std)
 
 
 @dataclass
 class EvalTransform:
-    """Resize shortest edge, centre crop, to tensor, normalise (CLIP's preprocessing)."""
+    """Resize shortest edge, centre crop, to tensor, normalise (CLIP's preprocessing).
+
+    Split in two for pipelines that batch: :meth:`pixels` (geometry, uint8, in a worker) and
+    :meth:`to_batch` (arithmetic, once per batch); ``__call__`` does both for one image.
+    """
 
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     uses_rng = False
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """The model's input crop as uint8 ``(S, S, 3)``."""
         pre = self.preprocess
         image = F.resize_shortest(image, pre.resize, pre.interpolation)
-        image = F.center_crop(image, pre.image_size)
-        return normalize(to_tensor(image), pre.mean, pre.std)
+        return np.asarray(F.center_crop(image, pre.image_size).convert("RGB"))
+
+    def to_batch(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(N, S, S, 3)`` crops from :meth:`pixels` -> the normalised model input."""
+        return pixels_to_tensor(pixels, self.preprocess.mean, self.preprocess.std)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.to_batch(torch.from_numpy(self.pixels(image).copy())[None])[0]
 
 
 def build_eval_transform(preprocess: PreprocessConfig | None = None) -> EvalTransform:
