@@ -6,15 +6,16 @@ the reference the tests use: per image, grey levels in numpy, then per candidate
 
 Reported: agreement of the choices on a mixed image set (ties within 1e-12 accept either
 index, as in tests/test_noise.py), throughput (images/s) of both on 224x224 inputs at one
-thread (skimage is single-threaded) and at torch's thread count, and how the batched path
-scales with batch size, candidate count (stride < patch size) and input size.
+thread (skimage is single-threaded) and at torch's thread count, for the torch kernel and,
+where ``mfclip[fast]`` (numba) is installed, the fused kernel that ``kernel="auto"`` then uses
+(the headline); and how the default path scales with batch size, candidate count (stride <
+patch size) and input size.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,19 +144,29 @@ def check_agreement(imgs: np.ndarray, patch: int, stride: int | None) -> dict[st
     }
 
 
-def _ours(x: torch.Tensor, patch: int, stride: int | None) -> Callable[[], Any]:
-    return lambda: select_richest_patch(x, patch, stride)
+def kernels() -> list[str]:
+    """The selection kernels to time: torch always, numba where ``mfclip[fast]`` is installed."""
+    from mfclip.model.noise import _resolve_kernel
+
+    fused = _resolve_kernel("auto", torch.device("cpu")) == "numba"
+    return ["torch", "numba"] if fused else ["torch"]
 
 
 def time_ours(
-    x: torch.Tensor, patch: int, stride: int | None, batch: int, warmup: int, repeats: int
+    x: torch.Tensor,
+    patch: int,
+    stride: int | None,
+    batch: int,
+    warmup: int,
+    repeats: int,
+    kernel: str = "auto",
 ) -> dict[str, Any]:
     """Batched path on ``x`` split into batches of ``batch``; images/s over all of ``x``."""
     chunks = list(x.split(batch))
 
     def run() -> None:
         for c in chunks:
-            select_richest_patch(c, patch, stride)
+            select_richest_patch(c, patch, stride, kernel=kernel)  # type: ignore[arg-type]
 
     return common.summarize(common.measure(run, warmup, repeats, max_s=5.0), len(x))
 
@@ -203,36 +214,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ],
     )
 
-    # Throughput at 224: skimage (one thread by nature) vs batched, 1 thread and default.
+    # Throughput at 224: skimage (one thread by nature) vs batched, 1 thread and default,
+    # for each kernel ("auto" picks the last one listed).
     x = to_tensor(imgs[:n_ours])
     ref = time_ref(imgs[:n_ref], 112, None, reps)
+    names = kernels()
+    default_kernel = names[-1]
     throughput = []
-    for threads in sorted({1, default_threads}):
-        with common.threads(threads):
-            for batch in (1, 32):
-                t = time_ours(x[: 32 if batch == 1 else n_ours], 112, None, batch, 1, reps)
-                throughput.append(
-                    {
-                        "threads": threads,
-                        "batch": batch,
-                        **t,
-                        "ratio_vs_skimage": t["items_per_s"] / ref["items_per_s"],
-                    }
-                )
+    for kernel in names:
+        for threads in sorted({1, default_threads}):
+            with common.threads(threads):
+                for batch in (1, 32):
+                    n = 32 if batch == 1 else n_ours
+                    t = time_ours(x[:n], 112, None, batch, 1, reps, kernel)
+                    throughput.append(
+                        {
+                            "kernel": kernel,
+                            "threads": threads,
+                            "batch": batch,
+                            **t,
+                            "ratio_vs_skimage": t["items_per_s"] / ref["items_per_s"],
+                        }
+                    )
     common.print_table(
         f"Throughput on 224x224, patch 112 stride 112 (skimage: {ref['items_per_s']:.0f} img/s)",
-        ["threads", "batch", "img/s (median)", "img/s (best)", "spread", "x skimage"],
-        [
-            [
-                t["threads"],
-                t["batch"],
-                t["items_per_s"],
-                t["items_per_s_best"],
-                t["spread"],
-                t["ratio_vs_skimage"],
-            ]
-            for t in throughput
-        ],
+        common.SELECTION_THROUGHPUT_HEADERS,
+        common.selection_throughput_rows(throughput),
     )
 
     # Scaling with batch size and candidate count, skimage alongside. One thread: on a small
@@ -259,7 +266,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 }
             )
     common.print_table(
-        "Scaling: 224x224, patch 112, 1 thread",
+        f"Scaling: 224x224, patch 112, 1 thread, {default_kernel} kernel",
         ["stride", "cands", "batch", "ms/img", "img/s", "skimage img/s", "x skimage"],
         common.selection_scaling_rows(scaling),
     )
@@ -285,7 +292,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             }
         )
     common.print_table(
-        "Selection time vs input size (patch 112, batch 32, 1 thread)",
+        f"Selection time vs input size (patch 112, batch 32, 1 thread, {default_kernel} kernel)",
         ["size", "cands", "ms/img", "ms/batch of 32", "skimage ms/img", "x skimage"],
         [
             [
@@ -300,8 +307,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ],
     )
 
-    headline = next(t for t in throughput if t["threads"] == default_threads and t["batch"] == 32)
-    one_thread = next(t for t in throughput if t["threads"] == 1 and t["batch"] == 32)
+    def pick(kernel: str, threads: int) -> dict[str, Any]:
+        return next(
+            t
+            for t in throughput
+            if t["kernel"] == kernel and t["threads"] == threads and t["batch"] == 32
+        )
+
+    headline = pick(default_kernel, default_threads)
+    one_thread = pick(default_kernel, 1)
+    torch_only = pick("torch", default_threads)
     result = {
         "quick": quick,
         "images": origin,
@@ -314,7 +329,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "name": "selection >= 10x skimage throughput, identical choices",
             "identical": all(a["all_identical"] for a in agreement),
             "threads": default_threads,
+            "kernel": default_kernel,
             "ratio": headline["ratio_vs_skimage"],
+            "ratio_torch_kernel": torch_only["ratio_vs_skimage"],
             "ratio_best": headline["items_per_s_best"] / ref["items_per_s_best"],
             "ratio_one_thread": one_thread["ratio_vs_skimage"],
             "threshold": 10.0,

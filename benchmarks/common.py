@@ -41,6 +41,8 @@ __all__ = [
     "peak_memory",
     "pipeline_rows",
     "print_table",
+    "selection_scaling_rows",
+    "selection_throughput_rows",
     "setup",
     "summarize",
     "vit_b16_backbone_dir",
@@ -448,6 +450,16 @@ def pipeline_rows(runs: list[dict[str, Any]]) -> list[list[Any]]:
          r["images_per_s"], r.get("first_result_s"), r.get("cpu_ms_per_image", "-")]
         for r in runs
     ]  # fmt: skip
+
+
+SELECTION_THROUGHPUT_HEADERS = ["kernel", "threads", "batch", "images/s (median)",
+                                "images/s (best)", "spread", "x skimage"]  # fmt: skip
+
+
+def selection_throughput_rows(throughput: list[dict[str, Any]]) -> list[list[Any]]:
+    """Rows of the selection throughput table, shared by the script and the report."""
+    keys = ("threads", "batch", "items_per_s", "items_per_s_best", "spread", "ratio_vs_skimage")
+    return [[t.get("kernel", "torch"), *(t[k] for k in keys)] for t in throughput]
 
 
 def selection_scaling_rows(scaling: list[dict[str, Any]]) -> list[list[Any]]:

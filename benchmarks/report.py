@@ -60,6 +60,8 @@ def summary(results: Path) -> str:
             value = f"{t['ratio']:.3g}x (best-run ratio {t.get('ratio_best', float('nan')):.3g}x)"
             if "ratio_one_thread" in t:
                 value += f"; 1 thread {t['ratio_one_thread']:.3g}x"
+            if "ratio_torch_kernel" in t:
+                value += f"; {t['kernel']} kernel (torch kernel {t['ratio_torch_kernel']:.3g}x)"
             need = f">= {t['threshold']}x"
         else:
             parts = ", ".join(f"{k} {100 * v:.1f}%" for k, v in t["wait_fraction"].items())
@@ -97,21 +99,15 @@ def selection(data: dict[str, Any]) -> str:
     )
     out.append(
         table(
-            ["threads", "batch", "images/s (median)", "images/s (best)", "spread", "x skimage"],
-            [
-                [
-                    t["threads"],
-                    t["batch"],
-                    t["items_per_s"],
-                    t["items_per_s_best"],
-                    t["spread"],
-                    t["ratio_vs_skimage"],
-                ]
-                for t in data["throughput"]
-            ],
+            common.SELECTION_THROUGHPUT_HEADERS,
+            common.selection_throughput_rows(data["throughput"]),
         )
     )
-    out.append("\nScaling with batch size and candidate count (224x224, patch 112, 1 thread):\n")
+    kernel = data.get("target", {}).get("kernel", "torch")
+    out.append(
+        "\nScaling with batch size and candidate count "
+        f"(224x224, patch 112, 1 thread, {kernel} kernel):\n"
+    )
     out.append(
         table(
             [

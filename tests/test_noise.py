@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 
 import numpy as np
 import pytest
@@ -25,8 +26,11 @@ skdata = pytest.importorskip("skimage.data")
 skfeature = pytest.importorskip("skimage.feature")
 scipy_signal = pytest.importorskip("scipy.signal")
 
+THREADS = torch.get_num_threads()
 # Reference homogeneities closer than this are a genuine tie: either index is accepted.
 TIE_TOL = 1e-12
+# Selection kernels to check: torch always, the fused CPU kernel where numba is installed.
+AVAILABLE_KERNELS = ["torch"] + (["numba"] if importlib.util.find_spec("numba") else [])
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,7 +70,11 @@ def check_against_skimage(
     gray = quantize_gray(images)
     homog = glcm_homogeneity(gray, boxes).numpy()
     assert homog.dtype == np.float64
-    _, chosen, index = select_richest_patch(images, patch_size, stride)
+    _, chosen, index = select_richest_patch(images, patch_size, stride, kernel="torch")
+    for kernel in AVAILABLE_KERNELS[1:]:  # the fused kernel must agree bit for bit
+        assert torch.equal(
+            select_richest_patch(images, patch_size, stride, kernel=kernel)[2], index
+        )
     box_list = boxes.tolist()
     refs, ties = [], 0
     for i in range(n):
@@ -523,3 +531,88 @@ def test_noise_branch_end_to_end(select):
     assert out.srm.abs().max() <= 2.0
     x0 = int(out.boxes[1, 0])
     assert (x0 >= 112) if select == "argmin" else (x0 + 64 <= 112)
+
+
+# --------------------------------------------------------------------------------------------
+# The fused CPU kernel (numba) against the torch path
+# --------------------------------------------------------------------------------------------
+
+
+def _boundary_images(rng: np.random.Generator, n: int, h: int, w: int) -> torch.Tensor:
+    """Pixels on and next to grey-level boundaries, out of range, flat areas, exact ties."""
+    levels = rng.integers(0, 256, (n, 3, h, w)).astype(np.float32) / np.float32(255)
+    ulps = rng.integers(-2, 3, (n, 3, h, w)).astype(np.float32)
+    x = np.nextafter(levels, levels + np.sign(ulps)) * (ulps != 0) + levels * (ulps == 0)
+    x[0] = rng.random((3, h, w)) * 1.4 - 0.2  # outside [0, 1]: clamped
+    x[1, :, :, : w // 2] = 0.5  # a flat half
+    x[2] = np.tile(x[2, :, : h // 2 + 1], (1, 2, 1))[:, :h]  # repeated rows: ties
+    x[3] = _decisive_image(h, w)
+    return torch.from_numpy(x.astype(np.float32))
+
+
+def _decisive_image(h: int, w: int) -> np.ndarray:
+    """Flat grey, with a checkerboard in the bottom-right quarter of a grey value whose float32
+    level is one below its exact level, and of that exact level: float32 arithmetic (the
+    reference's) sees texture there; any other arithmetic sees a flat image (index 0)."""
+    luma = np.asarray([0.299, 0.587, 0.114], np.float32)
+    for level in range(1, 256):
+        v = np.float32(level) / np.float32(255)
+        if int(((v * luma[0] + v * luma[1]) + v * luma[2]) * np.float32(255)) == level - 1:
+            break
+    img = np.full((3, h, w), 0.5, np.float32)
+    yy, xx = np.mgrid[h // 2 : h, w // 2 : w]
+    img[:, h // 2 :, w // 2 :] = np.where((yy + xx) % 2, v, np.float32((level + 0.5) / 255))
+    return img
+
+
+@pytest.mark.skipif("numba" not in AVAILABLE_KERNELS, reason="numba is not installed")
+@pytest.mark.parametrize(
+    ("h", "w", "patch", "stride"), [(224, 224, 112, None), (100, 150, 32, 7), (64, 48, 48, 1)]
+)
+@pytest.mark.parametrize("select", ["argmin", "argmax"])
+def test_numba_kernel_is_bit_identical_to_torch(h, w, patch, stride, select):
+    imgs = _boundary_images(np.random.default_rng(h + w + patch), 12, h, w)
+    want = select_richest_patch(imgs, patch, stride, select=select, kernel="torch")
+    for threads in (1, 3):
+        torch.set_num_threads(threads)
+        try:
+            got = select_richest_patch(imgs, patch, stride, select=select, kernel="numba")
+        finally:
+            torch.set_num_threads(max(1, THREADS))
+        for a, b in zip(got, want, strict=True):
+            assert torch.equal(a, b)
+    got = select_richest_patch(imgs[:0], patch, stride, kernel="numba")
+    assert got[0].shape == (0, 3, patch, patch) and got[2].shape == (0,)
+
+
+@pytest.mark.skipif("numba" not in AVAILABLE_KERNELS, reason="numba is not installed")
+def test_kernel_choice_and_errors(monkeypatch):
+    from mfclip.model import noise
+
+    cpu = torch.device("cpu")
+    assert noise._resolve_kernel("auto", cpu) == "numba"
+    monkeypatch.setenv(noise.KERNEL_ENV, "torch")
+    assert noise._resolve_kernel("auto", cpu) == "torch"
+    assert noise._resolve_kernel("numba", cpu) == "numba"  # an explicit choice wins
+    monkeypatch.setenv(noise.KERNEL_ENV, "fastest")
+    with pytest.raises(ValueError, match="'auto', 'torch' or 'numba'"):
+        noise._resolve_kernel("auto", cpu)
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        noise._resolve_kernel("numba", torch.device("meta"))
+    monkeypatch.delenv(noise.KERNEL_ENV)
+    monkeypatch.setattr(noise.torch.jit, "is_tracing", lambda: True)
+    assert noise._resolve_kernel("auto", cpu) == "torch"  # export traces torch operations
+
+
+@pytest.mark.parametrize("kernel", AVAILABLE_KERNELS)
+def test_patches_stay_differentiable_with_every_kernel(kernel):
+    imgs = torch.rand(3, 3, 96, 96, generator=torch.Generator().manual_seed(5))
+    imgs.requires_grad_()
+    patches, boxes, _ = select_richest_patch(imgs, 48, kernel=kernel)
+    patches.sum().backward()
+    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        inside = torch.zeros(96, 96, dtype=torch.bool)
+        inside[y0:y1, x0:x1] = True
+        assert torch.all(imgs.grad[i][:, inside] == 1) and torch.all(imgs.grad[i][:, ~inside] == 0)
+    doubled = select_richest_patch(imgs.detach().double(), 48, kernel=kernel)[0]
+    assert doubled.dtype == torch.float64  # the input's dtype is kept

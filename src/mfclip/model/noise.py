@@ -16,9 +16,12 @@ selection is batched on the input's device and reproduces skimage's choice exact
 
 from __future__ import annotations
 
+import functools
+import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +41,8 @@ __all__ = [
     "quantize_gray",
     "select_richest_patch",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LUMA: tuple[float, float, float] = (0.299, 0.587, 0.114)
 
@@ -311,6 +316,90 @@ def glcm_homogeneity(gray: Tensor, boxes: Tensor | Sequence[Sequence[int]]) -> T
     return sums.to(dtype) / (pairs.to(dtype) * 2.0**k)
 
 
+SelectionKernel = Literal["auto", "torch", "numba"]
+#: Environment variable that overrides ``kernel="auto"`` (``torch`` or ``numba``).
+KERNEL_ENV = "MFCLIP_SELECTION_KERNEL"
+
+
+@functools.lru_cache(maxsize=1)
+def _numba_module() -> Any:
+    """The fused CPU kernel, or ``None`` where numba is not installed or cannot load."""
+    try:
+        from . import selection_numba
+    except ImportError as exc:  # numba absent, or too old/new for this numpy
+        log.debug("numba selection kernel unavailable: %s", exc)
+        return None
+    return selection_numba
+
+
+def _tracing() -> bool:
+    """Inside ONNX export, TorchScript or torch.compile: only torch operations may run."""
+    return (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.compiler.is_compiling()
+        or torch.onnx.is_in_onnx_export()
+    )
+
+
+def _resolve_kernel(kernel: str, device: torch.device) -> str:
+    """``auto`` -> the fused numba kernel on the CPU when it is installed, else torch."""
+    if kernel == "auto":
+        kernel = os.environ.get(KERNEL_ENV, "auto") or "auto"
+    if kernel not in ("auto", "torch", "numba"):
+        raise ValueError(f"selection kernel must be 'auto', 'torch' or 'numba', got {kernel!r}")
+    if kernel == "torch" or _tracing():
+        return "torch"
+    usable = device.type == "cpu" and _numba_module() is not None
+    if kernel == "numba" and not usable:
+        raise ValueError(
+            "the numba selection kernel runs on the CPU and needs numba "
+            "(pip install 'mfclip[fast]')"
+            if device.type == "cpu"
+            else f"the numba selection kernel runs on the CPU, not on {device}"
+        )
+    return "numba" if usable else "torch"
+
+
+@functools.lru_cache(maxsize=8)
+def _pair_weight_lut_numpy(k: int) -> Any:
+    return _pair_weight_lut(k).numpy()
+
+
+def _select_numba(
+    images01: Tensor,
+    ys: Tensor,
+    xs: Tensor,
+    patch_size: int,
+    luma: Sequence[float],
+    select: Literal["argmin", "argmax"],
+    crop: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """The fused kernel's indices, and the crops too when ``crop`` (no autograd needed)."""
+    import numpy as np
+
+    _, _, h, w = images01.shape
+    images = images01.detach().to(torch.float32).contiguous().numpy()
+    index, patches = _numba_module().select_indices(
+        images,
+        ys.numpy(),
+        xs.numpy(),
+        patch_size,
+        np.asarray(luma, dtype=np.float32),
+        _pair_weight_lut_numpy(_fixed_point_bits(h, w)),
+        select == "argmin",
+        threads=torch.get_num_threads(),
+        crop=crop,
+    )
+    return torch.from_numpy(index), None if patches is None else torch.from_numpy(patches)
+
+
+def _check_selection(images01: Tensor, luma: Sequence[float]) -> None:
+    if len(luma) != 3:
+        raise ValueError(f"luma must have 3 weights, got {len(luma)}")
+    _fixed_point_bits(images01.shape[2], images01.shape[3])
+
+
 @torch.no_grad()
 def _select_index(
     images01: Tensor,
@@ -321,8 +410,6 @@ def _select_index(
     select: Literal["argmin", "argmax"],
 ) -> Tensor:
     b, _, h, w = images01.shape
-    if len(luma) != 3:
-        raise ValueError(f"luma must have 3 weights, got {len(luma)}")
     k = _fixed_point_bits(h, w)
     # Grey levels as int16 on the CPU, where float -> uint8 conversion is several times slower.
     levels = torch.int16 if images01.device.type == "cpu" else torch.uint8
@@ -376,6 +463,7 @@ def select_richest_patch(
     stride: int | None = None,
     luma: Sequence[float] = DEFAULT_LUMA,
     select: Literal["argmin", "argmax"] = "argmin",
+    kernel: SelectionKernel = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Crop each image's texture-richest patch (lowest GLCM homogeneity), batched.
 
@@ -384,6 +472,11 @@ def select_richest_patch(
     candidate in row-major order, like ``np.argmin`` in the released code. The selection itself
     is not differentiable and runs without autograd; the crop is taken from ``images01``, so
     gradients still flow from ``patches`` back to the selected pixels.
+
+    ``kernel``: ``"auto"`` uses the fused numba kernel for CPU tensors when numba is
+    installed (``mfclip[fast]``; several times faster) and torch operations otherwise;
+    ``"torch"``/``"numba"`` force one. Both return the same indices bit for bit. The
+    ``MFCLIP_SELECTION_KERNEL`` environment variable overrides ``"auto"``.
     """
     if select not in ("argmin", "argmax"):
         raise ValueError(f"select must be 'argmin' or 'argmax', got {select!r}")
@@ -391,10 +484,19 @@ def select_richest_patch(
         raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images01.shape)}")
     _, _, h, w = images01.shape
     ys, xs = _grid_axes(h, w, patch_size, stride, images01.device)
-    index = _select_index(images01, ys, xs, patch_size, luma, select)
+    _check_selection(images01, luma)
+    patches = None
+    if _resolve_kernel(kernel, images01.device) == "numba":
+        differentiable = torch.is_grad_enabled() and images01.requires_grad
+        crop = images01.dtype == torch.float32 and not differentiable
+        index, patches = _select_numba(images01, ys, xs, patch_size, luma, select, crop)
+    else:
+        index = _select_index(images01, ys, xs, patch_size, luma, select)
     top, left = ys[index // xs.shape[0]], xs[index % xs.shape[0]]
     chosen = torch.stack([left, top, left + patch_size, top + patch_size], dim=1)  # (B, 4)
-    return _crop(images01, top, left, patch_size), chosen, index
+    if patches is None:
+        patches = _crop(images01, top, left, patch_size)
+    return patches, chosen, index
 
 
 class SRMFilter(nn.Module):
