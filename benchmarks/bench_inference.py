@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 from typing import Any
 
 import torch
 
 from benchmarks import common
+from mfclip.model.noise import KERNEL_ENV
 
 NAME = "inference"
 
@@ -103,18 +105,32 @@ def memory_child(size: str, which: str, batch: int) -> dict[str, Any]:
 
 
 def measure_memory(size: str, batch: int, threads: int | None) -> dict[str, Any]:
+    """Peak memory of each path in a fresh process; with numba installed, MFCLIP is measured
+    a second time with the torch selection kernel (``mfclip_torch_selection``), because
+    loading numba's LLVM adds resident memory of its own."""
+    from benchmarks.bench_selection import kernels
+
+    configs = [("bare", "bare", {}), ("mfclip", "mfclip", {})]
+    if "numba" in kernels():
+        configs.append(("mfclip_torch_selection", "mfclip", {KERNEL_ENV: "torch"}))
     out = {}
-    for which in ("bare", "mfclip"):
+    for name, which, env in configs:
         cmd = [common.python(), "-m", "benchmarks.bench_inference", "--memory-child", which]
         cmd += ["--size", size, "--batch", str(batch)]
         if threads:
             cmd += ["--threads", str(threads)]
         proc = subprocess.run(
-            cmd, cwd=common.ROOT, capture_output=True, text=True, check=False, timeout=900
+            cmd,
+            cwd=common.ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=900,
+            env={**os.environ, **env},
         )
         if proc.returncode != 0:
             raise RuntimeError(f"memory child failed:\n{proc.stderr[-2000:]}")
-        out[which] = json.loads(proc.stdout.strip().splitlines()[-1])
+        out[name] = json.loads(proc.stdout.strip().splitlines()[-1])
     return out
 
 
@@ -154,6 +170,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ["path", "img/s", "img/s best", "s/batch", "spread", "peak +MiB", "peak RSS MiB"],
         rows,
     )
+    note = common.torch_selection_memory_note(memory)
+    if note:
+        print(note + "\n")
     common.print_table(
         "Noise-branch parts (s per batch, median)",
         ["part", "s/batch", "share of mfclip"],

@@ -45,6 +45,7 @@ __all__ = [
     "selection_throughput_rows",
     "setup",
     "summarize",
+    "torch_selection_memory_note",
     "vit_b16_backbone_dir",
     "write_result",
 ]
@@ -460,6 +461,17 @@ def selection_throughput_rows(throughput: list[dict[str, Any]]) -> list[list[Any
     """Rows of the selection throughput table, shared by the script and the report."""
     keys = ("threads", "batch", "items_per_s", "items_per_s_best", "spread", "ratio_vs_skimage")
     return [[t.get("kernel", "torch"), *(t[k] for k in keys)] for t in throughput]
+
+
+def torch_selection_memory_note(memory: dict[str, Any]) -> str | None:
+    """The line on MFCLIP's memory without numba loaded, when it was measured."""
+    m = memory.get("mfclip_torch_selection")
+    if not m:
+        return None
+    return (
+        f"mfclip with the torch selection kernel (numba not loaded): peak "
+        f"+{m['peak_delta_mib']:.0f} MiB, peak RSS {m['peak_rss_mib']:.0f} MiB"
+    )
 
 
 def selection_scaling_rows(scaling: list[dict[str, Any]]) -> list[list[Any]]:

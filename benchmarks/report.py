@@ -159,6 +159,9 @@ def inference(data: dict[str, Any]) -> str:
             rows,
         )
     )
+    note = common.torch_selection_memory_note(mem)
+    if note:
+        out.append(f"\n{note}.")
     med = data["stats"]["mfclip"]["median_s"]
     out.append(f"\nParts of the noise branch at batch {data['batch']} (s per batch, median):\n")
     out.append(
