@@ -366,51 +366,41 @@ def _pair_weight_lut_numpy(k: int) -> Any:
     return _pair_weight_lut(k).numpy()
 
 
-def _select_numba(
-    images01: Tensor,
-    ys: Tensor,
-    xs: Tensor,
-    patch_size: int,
-    luma: Sequence[float],
-    select: Literal["argmin", "argmax"],
-    crop: bool,
-) -> tuple[Tensor, Tensor | None]:
-    """The fused kernel's indices, and the crops too when ``crop`` (no autograd needed)."""
-    import numpy as np
-
-    _, _, h, w = images01.shape
-    images = images01.detach().to(torch.float32).contiguous().numpy()
-    index, patches = _numba_module().select_indices(
-        images,
-        ys.numpy(),
-        xs.numpy(),
-        patch_size,
-        np.asarray(luma, dtype=np.float32),
-        _pair_weight_lut_numpy(_fixed_point_bits(h, w)),
-        select == "argmin",
-        threads=torch.get_num_threads(),
-        crop=crop,
-    )
-    return torch.from_numpy(index), None if patches is None else torch.from_numpy(patches)
-
-
-def _check_selection(images01: Tensor, luma: Sequence[float]) -> None:
-    if len(luma) != 3:
-        raise ValueError(f"luma must have 3 weights, got {len(luma)}")
-    _fixed_point_bits(images01.shape[2], images01.shape[3])
-
-
 @torch.no_grad()
-def _select_index(
+def _select(
     images01: Tensor,
     ys: Tensor,
     xs: Tensor,
     patch_size: int,
     luma: Sequence[float],
     select: Literal["argmin", "argmax"],
-) -> Tensor:
+    kernel: SelectionKernel,
+    may_crop: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """Indices ``(B,)`` in patch_grid order, and the crops where the fused kernel took them.
+
+    The fused kernel crops too when ``may_crop`` (no gradient has to reach ``images01``; this
+    function runs without autograd, so the caller decides) and the input is float32, the
+    dtype it works in; otherwise the caller crops with torch.
+    """
     b, _, h, w = images01.shape
     k = _fixed_point_bits(h, w)
+    if _resolve_kernel(kernel, images01.device) == "numba":
+        import numpy as np
+
+        index, patches = _numba_module().select_indices(
+            images01.detach().to(torch.float32).contiguous().numpy(),
+            ys.numpy(),
+            xs.numpy(),
+            patch_size,
+            np.asarray(luma, dtype=np.float32),
+            _pair_weight_lut_numpy(k),
+            select == "argmin",
+            threads=torch.get_num_threads(),
+            crop=may_crop and images01.dtype == torch.float32,
+        )
+        return torch.from_numpy(index), None if patches is None else torch.from_numpy(patches)
+
     # Grey levels as int16 on the CPU, where float -> uint8 conversion is several times slower.
     levels = torch.int16 if images01.device.type == "cpu" else torch.uint8
     y_ranges = torch.stack([ys, ys + patch_size], 1)
@@ -433,7 +423,7 @@ def _select_index(
     ).flatten(1)  # (B, P) in patch_grid order
     # Every candidate has the same number of pairs, so comparing the exact integer sums equals
     # comparing homogeneities, and exact ties go to the first index (torch.argmin/argmax contract).
-    return sums.argmin(dim=1) if select == "argmin" else sums.argmax(dim=1)
+    return (sums.argmin(dim=1) if select == "argmin" else sums.argmax(dim=1)), None
 
 
 def _crop(images01: Tensor, top: Tensor, left: Tensor, patch_size: int) -> Tensor:
@@ -484,14 +474,12 @@ def select_richest_patch(
         raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images01.shape)}")
     _, _, h, w = images01.shape
     ys, xs = _grid_axes(h, w, patch_size, stride, images01.device)
-    _check_selection(images01, luma)
-    patches = None
-    if _resolve_kernel(kernel, images01.device) == "numba":
-        differentiable = torch.is_grad_enabled() and images01.requires_grad
-        crop = images01.dtype == torch.float32 and not differentiable
-        index, patches = _select_numba(images01, ys, xs, patch_size, luma, select, crop)
-    else:
-        index = _select_index(images01, ys, xs, patch_size, luma, select)
+    if len(luma) != 3:
+        raise ValueError(f"luma must have 3 weights, got {len(luma)}")
+    differentiable = torch.is_grad_enabled() and images01.requires_grad
+    index, patches = _select(
+        images01, ys, xs, patch_size, luma, select, kernel, may_crop=not differentiable
+    )
     top, left = ys[index // xs.shape[0]], xs[index % xs.shape[0]]
     chosen = torch.stack([left, top, left + patch_size, top + patch_size], dim=1)  # (B, 4)
     if patches is None:

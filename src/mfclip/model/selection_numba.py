@@ -26,17 +26,9 @@ __all__ = ["select_indices"]
 
 
 @njit(cache=True, nogil=True)
-def _image_index(
-    img: np.ndarray,
-    bounds: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
-    xs: np.ndarray,
-    patch: int,
-    luma: np.ndarray,
-    lut: np.ndarray,
-    smallest: bool,
-) -> int:
+def _image_index(img: np.ndarray, spec: tuple) -> int:
+    """One image's best candidate; ``spec`` as built by :func:`select_indices`."""
+    (_, xs, bounds, lo, hi), patch, luma, lut, smallest = spec
     w = img.shape[2]
     w0, w1, w2 = luma[0], luma[1], luma[2]
     scale, zero, top = np.float32(255.0), np.float32(0.0), np.float32(255.0)
@@ -78,23 +70,11 @@ def _image_index(
 
 
 @njit(cache=True, nogil=True)
-def _batch_indices(
-    images: np.ndarray,
-    bounds: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
-    xs: np.ndarray,
-    patch: int,
-    luma: np.ndarray,
-    lut: np.ndarray,
-    smallest: bool,
-    out: np.ndarray,
-    ys: np.ndarray,
-    patches: np.ndarray,
-) -> None:
+def _batch_indices(images: np.ndarray, spec: tuple, out: np.ndarray, patches: np.ndarray) -> None:
+    (ys, xs, _, _, _), patch = spec[0], spec[1]
     crop = patches.shape[0] > 0
     for i in range(images.shape[0]):
-        index = _image_index(images[i], bounds, lo, hi, xs, patch, luma, lut, smallest)
+        index = _image_index(images[i], spec)
         out[i] = index
         if crop:  # while the image is still in cache
             y0, x0 = ys[index // len(xs)], xs[index % len(xs)]
@@ -122,8 +102,8 @@ def select_indices(
     be entered from several threads at once: a model served from a thread pool stays safe.
     """
     bounds = np.unique(np.concatenate([ys, ys + patch]))
-    lo = np.searchsorted(bounds, ys)
-    hi = np.searchsorted(bounds, ys + patch)
+    candidates = (ys, xs, bounds, np.searchsorted(bounds, ys), np.searchsorted(bounds, ys + patch))
+    spec = (candidates, patch, luma, lut, smallest)
     out = np.empty(images.shape[0], dtype=np.int64)
     shape = (images.shape[0] if crop else 0, images.shape[1], patch, patch)
     patches = np.empty(shape, dtype=images.dtype)
@@ -132,10 +112,7 @@ def select_indices(
 
     def run(part: int) -> None:
         a, b = edges[part], edges[part + 1]
-        _batch_indices(
-            images[a:b], bounds, lo, hi, xs, patch, luma, lut, smallest, out[a:b], ys,
-            patches[a:b] if crop else patches,
-        )  # fmt: skip
+        _batch_indices(images[a:b], spec, out[a:b], patches[a:b] if crop else patches)
 
     if parts == 1:
         run(0)
