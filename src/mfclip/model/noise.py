@@ -334,11 +334,12 @@ def _numba_module() -> Any:
 
 def _tracing() -> bool:
     """Inside ONNX export, TorchScript or torch.compile: only torch operations may run."""
+    compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
     return (
         torch.jit.is_tracing()
         or torch.jit.is_scripting()
-        or torch.compiler.is_compiling()
         or torch.onnx.is_in_onnx_export()
+        or (compiling is not None and compiling())
     )
 
 
@@ -348,9 +349,11 @@ def _resolve_kernel(kernel: str, device: torch.device) -> str:
         kernel = os.environ.get(KERNEL_ENV, "auto") or "auto"
     if kernel not in ("auto", "torch", "numba"):
         raise ValueError(f"selection kernel must be 'auto', 'torch' or 'numba', got {kernel!r}")
-    if kernel == "torch" or _tracing():
+    if kernel == "torch":
         return "torch"
     usable = device.type == "cpu" and _numba_module() is not None
+    if usable and _tracing():
+        return "torch"
     if kernel == "numba" and not usable:
         raise ValueError(
             "the numba selection kernel runs on the CPU and needs numba "
