@@ -108,10 +108,8 @@ def measure_memory(size: str, batch: int, threads: int | None) -> dict[str, Any]
     """Peak memory of each path in a fresh process; with numba installed, MFCLIP is measured
     a second time with the torch selection kernel (``mfclip_torch_selection``), because
     loading numba's LLVM adds resident memory of its own."""
-    from benchmarks.bench_selection import kernels
-
     configs = [("bare", "bare", {}), ("mfclip", "mfclip", {})]
-    if "numba" in kernels():
+    if "numba" in common.selection_kernels():
         configs.append(("mfclip_torch_selection", "mfclip", {KERNEL_ENV: "torch"}))
     out = {}
     for name, which, env in configs:

@@ -144,14 +144,6 @@ def check_agreement(imgs: np.ndarray, patch: int, stride: int | None) -> dict[st
     }
 
 
-def kernels() -> list[str]:
-    """The selection kernels to time: torch always, numba where ``mfclip[fast]`` is installed."""
-    from mfclip.model.noise import _resolve_kernel
-
-    fused = _resolve_kernel("auto", torch.device("cpu")) == "numba"
-    return ["torch", "numba"] if fused else ["torch"]
-
-
 def time_ours(
     x: torch.Tensor,
     patch: int,
@@ -218,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # for each kernel ("auto" picks the last one listed).
     x = to_tensor(imgs[:n_ours])
     ref = time_ref(imgs[:n_ref], 112, None, reps)
-    names = kernels()
+    names = common.selection_kernels()
     default_kernel = names[-1]
     throughput = []
     for kernel in names:

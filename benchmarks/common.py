@@ -41,10 +41,12 @@ __all__ = [
     "peak_memory",
     "pipeline_rows",
     "print_table",
+    "selection_kernels",
     "selection_scaling_rows",
     "selection_throughput_rows",
     "setup",
     "summarize",
+    "target_cells",
     "torch_selection_memory_note",
     "vit_b16_backbone_dir",
     "write_result",
@@ -461,6 +463,32 @@ def selection_throughput_rows(throughput: list[dict[str, Any]]) -> list[list[Any
     """Rows of the selection throughput table, shared by the script and the report."""
     keys = ("threads", "batch", "items_per_s", "items_per_s_best", "spread", "ratio_vs_skimage")
     return [[t.get("kernel", "torch"), *(t[k] for k in keys)] for t in throughput]
+
+
+def selection_kernels() -> list[str]:
+    """The selection kernels to time: torch always, numba where ``mfclip[fast]`` is installed
+    (listed last: it is the one ``kernel="auto"`` uses then)."""
+    from mfclip.model.noise import _resolve_kernel
+
+    fused = _resolve_kernel("auto", torch.device("cpu")) == "numba"
+    return ["torch", "numba"] if fused else ["torch"]
+
+
+def target_cells(target: dict[str, Any]) -> tuple[str, str]:
+    """``(measured, needed)`` of a benchmark's target, for the run_all and report summaries."""
+    if "ratio" in target:
+        measured = f"{target['ratio']:.3g}x"
+        if "ratio_best" in target:
+            measured += f" (best-run ratio {target['ratio_best']:.3g}x)"
+        if "ratio_one_thread" in target:
+            measured += f"; 1 thread {target['ratio_one_thread']:.3g}x"
+        if "ratio_torch_kernel" in target:
+            measured += (
+                f"; {target['kernel']} kernel (torch kernel {target['ratio_torch_kernel']:.3g}x)"
+            )
+        return measured, f">= {target['threshold']}x"
+    waits = ", ".join(f"{k} {100 * v:.1f}%" for k, v in target["wait_fraction"].items())
+    return f"wait {waits}", f"< {100 * target['threshold']:.0f}%"
 
 
 def torch_selection_memory_note(memory: dict[str, Any]) -> str | None:

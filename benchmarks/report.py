@@ -56,21 +56,12 @@ def summary(results: Path) -> str:
             rows.append([name, "-", "-", "not run" if not data else "no target"])
             continue
         t = data["target"]
-        if "ratio" in t:
-            value = f"{t['ratio']:.3g}x (best-run ratio {t.get('ratio_best', float('nan')):.3g}x)"
-            if "ratio_one_thread" in t:
-                value += f"; 1 thread {t['ratio_one_thread']:.3g}x"
-            if "ratio_torch_kernel" in t:
-                value += f"; {t['kernel']} kernel (torch kernel {t['ratio_torch_kernel']:.3g}x)"
-            need = f">= {t['threshold']}x"
-        else:
-            parts = ", ".join(f"{k} {100 * v:.1f}%" for k, v in t["wait_fraction"].items())
-            value, need = f"wait {parts}", f"< {100 * t['threshold']:.0f}%"
-            by_size = t.get("passed_by_size")
-            if by_size and not t["passed"]:
-                status = ", ".join(f"{k} {'pass' if v else 'fail'}" for k, v in by_size.items())
-                rows.append([t["name"], value, need, f"**{status}**"])
-                continue
+        value, need = common.target_cells(t)
+        by_size = t.get("passed_by_size")
+        if by_size and not t["passed"]:
+            status = ", ".join(f"{k} {'pass' if v else 'fail'}" for k, v in by_size.items())
+            rows.append([t["name"], value, need, f"**{status}**"])
+            continue
         rows.append([t["name"], value, need, "**pass**" if t["passed"] else "**fail**"])
     return table(["target", "measured", "needed", "status"], rows)
 

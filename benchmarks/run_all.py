@@ -48,16 +48,7 @@ def summary_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
             status = "n/a" if r["ok"] else "error"
             rows.append([r["name"], "-", "-", status, f"{r['seconds']:.0f}"])
             continue
-        if "ratio" in target:
-            value = f"{target['ratio']:.3g}x"
-            if "ratio_best" in target:
-                value += f" (best {target['ratio_best']:.3g}x)"
-            if "ratio_one_thread" in target:
-                value += f" (1 thread {target['ratio_one_thread']:.3g}x)"
-            need = f">= {target['threshold']}x"
-        else:
-            value = ", ".join(f"{k} {100 * v:.1f}%" for k, v in target["wait_fraction"].items())
-            need = f"< {100 * target['threshold']:.0f}% wait"
+        value, need = common.target_cells(target)
         status = "PASS" if target["passed"] else "FAIL"
         if not target["passed"] and any(target.get("passed_by_size", {}).values()):
             by_size = target["passed_by_size"].items()
