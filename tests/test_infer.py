@@ -179,6 +179,16 @@ def test_detect_exit_status_when_nothing_scores(model_dir, tmp_path):
     assert main(["detect", str(tmp_path / "nope-*.jpg"), "--model", str(model_dir), "--quiet"]) == 1
 
 
+def test_detect_rejects_negative_workers_before_touching_the_output(model_dir, tmp_path, capsys):
+    out = tmp_path / "results.csv"
+    out.write_text("earlier results\n")
+    argv = ["detect", str(tmp_path), "--model", str(model_dir), "--out", str(out)]
+    with pytest.raises(SystemExit):
+        main([*argv, "--workers", "-1"])
+    assert "--workers: must be >= 0, got -1" in capsys.readouterr().err
+    assert out.read_text() == "earlier results\n"
+
+
 def test_explanation_from_the_api(detector, photo, tmp_path):
     exp = detector.explain(Image.fromarray(photo))
     assert exp.image.size[0] == 3 * 256 and exp.heatmap.shape == (224, 224)

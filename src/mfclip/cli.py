@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .version import __version__
 
-__all__ = ["build_parser", "main"]
+__all__ = ["at_least", "build_parser", "main"]
 
 # Modules that expose ``register(subparsers)``; each adds its own sub-commands.
 COMMAND_MODULES = (
@@ -27,6 +28,22 @@ COMMAND_MODULES = (
     "mfclip.export_cli",
     "mfclip.demo",
 )
+
+
+def at_least(kind: type, minimum: float, strict: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type`` that rejects numbers below ``minimum`` (or equal, when ``strict``),
+    so a bad option fails before a command opens or overwrites anything."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(
+                f"must be {'>' if strict else '>='} {minimum}, got {text}"
+            )
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its "invalid int" message
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from .cli import at_least
+
 __all__ = ["register"]
 
 FIELDS = ["source", "kind", "frame", "frames", "fake_prob", "label", "threshold", "face_box",
@@ -96,7 +98,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--explain", metavar="DIR", help="write an explanation PNG per image here")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
-        "--workers", type=int, default=2, help="files decoded in parallel (0: one at a time)"
+        "--workers",
+        type=at_least(int, 0),
+        default=2,
+        help="files decoded in parallel (0: one at a time)",
     )
     p.add_argument(
         "--decode",

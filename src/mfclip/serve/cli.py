@@ -11,6 +11,8 @@ import ipaddress
 import logging
 import sys
 
+from ..cli import at_least
+
 __all__ = ["LOOPBACK_NAMES", "is_loopback", "register", "serve"]
 
 log = logging.getLogger(__name__)
@@ -38,17 +40,6 @@ def _exposure_warning(host: str, port: int) -> str:
         "reverse proxy that adds them, or bind to 127.0.0.1 (the default).\n"
         f"{bar}"
     )
-
-
-def _positive(kind: type) -> object:
-    def parse(text: str) -> object:
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -108,13 +99,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument(
         "--max-upload-mb",
-        type=_positive(float),
+        type=at_least(float, 0, strict=True),
         default=10.0,
         help="largest accepted upload in MiB; larger ones get HTTP 413 (default 10)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument(
-        "--batch-size", type=_positive(int), default=16, help="most images per model call"
+        "--batch-size",
+        type=at_least(int, 0, strict=True),
+        default=16,
+        help="most images per model call",
     )
     p.add_argument(
         "--max-wait-ms",
@@ -124,13 +118,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-queue",
-        type=_positive(int),
+        type=at_least(int, 0, strict=True),
         default=256,
         help="requests allowed to wait; more get HTTP 503 (default 256)",
     )
     p.add_argument(
         "--max-pixels",
-        type=_positive(int),
+        type=at_least(int, 0, strict=True),
         default=40_000_000,
         help="largest decoded image in pixels; larger ones get HTTP 413 (default 40e6)",
     )
