@@ -12,20 +12,35 @@ from typing import TYPE_CHECKING, Any
 from .version import __version__
 
 if TYPE_CHECKING:
-    from .config import ConfigError, MFCLIPConfig
+    from .config import MFCLIPConfig
+    from .errors import (
+        BackboneNotFoundError,
+        CheckpointError,
+        ConfigError,
+        ExportError,
+        ImageDecodeError,
+        MFCLIPError,
+    )
     from .factory import create_model, resolve_config
-    from .model.backbone import BackboneNotFoundError
-    from .model.mfclip import MFCLIP, CheckpointError, MFCLIPOutput, Prediction
+    from .inference.detector import Detection, Detector
+    from .loading import load_model
+    from .model.mfclip import MFCLIP, MFCLIPOutput, Prediction
     from .presets import list_models
 
 _LAZY = {
-    "ConfigError": "config",
     "MFCLIPConfig": "config",
+    "BackboneNotFoundError": "errors",
+    "CheckpointError": "errors",
+    "ConfigError": "errors",
+    "ExportError": "errors",
+    "ImageDecodeError": "errors",
+    "MFCLIPError": "errors",
     "create_model": "factory",
     "resolve_config": "factory",
-    "BackboneNotFoundError": "model.backbone",
+    "Detection": "inference.detector",
+    "Detector": "inference.detector",
+    "load_model": "loading",
     "MFCLIP": "model.mfclip",
-    "CheckpointError": "model.mfclip",
     "MFCLIPOutput": "model.mfclip",
     "Prediction": "model.mfclip",
     "list_models": "presets",
@@ -36,12 +51,18 @@ __all__ = [
     "BackboneNotFoundError",
     "CheckpointError",
     "ConfigError",
+    "Detection",
+    "Detector",
+    "ExportError",
+    "ImageDecodeError",
     "MFCLIPConfig",
+    "MFCLIPError",
     "MFCLIPOutput",
     "Prediction",
     "__version__",
     "create_model",
     "list_models",
+    "load_model",
     "resolve_config",
 ]
 

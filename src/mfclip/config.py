@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import yaml
 
+from .errors import ConfigError
+
 __all__ = [
     "BackboneConfig",
     "ConfigError",
@@ -35,10 +37,6 @@ __all__ = [
     "from_dict",
     "to_dict",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration value or key is invalid; the message names the offending field."""
 
 
 @dataclass

@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .data.functional import center_crop, resize_shortest
+from .errors import ExportError
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -70,10 +71,6 @@ BOXES_NAME = "boxes"
 #: Largest |p_onnx - p_torch| that the export's own check accepts (float32 reassociation).
 DEFAULT_ATOL = 1e-4
 _INSTALL_HINT = "install the ONNX extra: pip install 'mfclip[onnx]'"
-
-
-class ExportError(RuntimeError):
-    """The model could not be exported, or the exported graph disagrees with PyTorch."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,14 +15,12 @@ from typing import Any
 
 import yaml
 
+from .errors import PromptError
+
 __all__ = ["DEFAULT_PROMPT_SPEC", "PromptBuilder", "PromptError", "prompt_vocabulary"]
 
 REAL_LABELS = {"real", "0", "pristine", "genuine", "bonafide", "bona_fide"}
 FAKE_LABELS = {"fake", "1", "forged", "synthetic", "manipulated", "spoof"}
-
-
-class PromptError(ValueError):
-    """A sample's labels cannot be turned into prompts."""
 
 
 DEFAULT_PROMPT_SPEC: dict[str, Any] = {

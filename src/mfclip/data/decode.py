@@ -16,22 +16,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from ..errors import ImageDecodeError
+
 __all__ = ["DEFAULT_MAX_PIXELS", "ImageDecodeError", "load_image", "to_rgb"]
 
 #: Decompression-bomb limit (pixels); PIL's default, enforced here regardless of PIL's global.
 DEFAULT_MAX_PIXELS = 178_956_970
-
-
-class ImageDecodeError(ValueError):
-    """An image cannot be used; ``path`` and ``reason`` are kept for reports."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-    def __reduce__(self) -> tuple:  # picklable across worker processes
-        return (type(self), (self.path, self.reason))
 
 
 def _composite(image: Image.Image) -> Image.Image:

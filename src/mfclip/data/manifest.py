@@ -12,13 +12,10 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..errors import ManifestError
 from .records import COLUMNS, Record
 
 __all__ = ["ManifestError", "read_manifest", "resolve_path", "write_manifest"]
-
-
-class ManifestError(ValueError):
-    """A manifest cannot be parsed; the message names the file and line."""
 
 
 def _format(path: Path) -> str:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..config import BackboneConfig, PreprocessConfig
+from ..errors import BackboneNotFoundError
 from ..prompts import prompt_vocabulary
 
 __all__ = [
@@ -41,10 +42,6 @@ __all__ = [
 BUILTIN_BACKBONES = ("tiny", "scratch-b32")
 TINY_VERSION = "tiny-v1"
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
-
-
-class BackboneNotFoundError(RuntimeError):
-    """The requested CLIP backbone is neither a local directory nor reachable on the hub."""
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,25 +20,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import MFCLIPConfig
+from ..errors import CheckpointError
 from ..prompts import PromptBuilder
-from ..version import __version__
 from .backbone import Backbone, clip_from_config, load_tokenizer
 from .fle import FineGrainedLanguageEncoder, TextTower
 from .heads import ClassificationHead, TextPredictor
 from .losses import LossOutput, MFCLIPLoss
 from .mve import CLIPVisionEncoder, MultiModalVisionEncoder, VisualFusion
 from .noise import NoiseBranch
+from .persistence import CONFIG_NAME, WEIGHTS_NAME, read_saved, resolve_source, write_saved
 from .spa import SamplePairAttention
 
 __all__ = ["MFCLIP", "CheckpointError", "MFCLIPOutput", "Prediction"]
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-FORMAT_VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A saved model cannot be loaded into this architecture (the message says why)."""
 
 
 @dataclass
@@ -283,77 +275,51 @@ class MFCLIP(nn.Module):
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json``, ``model.safetensors``, tokenizer and preprocessing metadata.
 
-        Files are written to a temporary directory beside the target, then moved in, so an
-        interrupted save never leaves a half-written model behind.
+        The folder is written atomically with the umask's permissions (see
+        :func:`mfclip.model.persistence.write_saved`).
         """
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+        pre = self.config.preprocess
+        processor = {
+            "image_processor_type": "CLIPImageProcessor",
+            "size": {"shortest_edge": pre.resize},
+            "crop_size": {"height": pre.image_size, "width": pre.image_size},
+            "image_mean": pre.mean,
+            "image_std": pre.std,
+            "interpolation": pre.interpolation,
+        }
         meta = {
-            "format_version": FORMAT_VERSION,
-            "mfclip_version": __version__,
-            "architecture": "MFCLIP",
             "model": self.config.to_dict(),
             "clip_config": self.clip_config,
             "training": self.training_info,
         }
-        (staging / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
-        save_file(state, str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
-        self.tokenizer.save_pretrained(str(staging))
-        pre = self.config.preprocess
-        (staging / "preprocessor_config.json").write_text(
-            json.dumps(
-                {
-                    "image_processor_type": "CLIPImageProcessor",
-                    "size": {"shortest_edge": pre.resize},
-                    "crop_size": {"height": pre.image_size, "width": pre.image_size},
-                    "image_mean": pre.mean,
-                    "image_std": pre.std,
-                    "interpolation": pre.interpolation,
-                },
-                indent=2,
-            )
-            + "\n"
+        return write_saved(
+            directory,
+            meta,
+            state,
+            {"preprocessor_config.json": json.dumps(processor, indent=2) + "\n"},
+            self.tokenizer,
         )
-        directory.mkdir(parents=True, exist_ok=True)
-        for item in staging.iterdir():
-            os.replace(item, directory / item.name)
-        staging.rmdir()
-        return directory
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | os.PathLike, map_location: str | torch.device = "cpu"
+        cls, source: str | os.PathLike, map_location: str | torch.device = "cpu"
     ) -> MFCLIP:
-        """Load a directory written by :meth:`save_pretrained` (no network access)."""
-        from safetensors.torch import load_file
+        """Load a model folder, a training run folder (its best checkpoint) or a hub repo id.
 
-        directory = Path(directory)
-        cfg_path = directory / CONFIG_NAME
-        if not cfg_path.is_file():
-            raise CheckpointError(
-                f"'{directory}' is not a saved MFCLIP model: {CONFIG_NAME} is missing"
-            )
-        meta = json.loads(cfg_path.read_text())
-        if meta.get("architecture") != "MFCLIP" or "model" not in meta:
-            raise CheckpointError(f"{cfg_path} does not describe an MFCLIP model")
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-            raise CheckpointError(
-                f"{cfg_path} has format version {meta['format_version']}; this mfclip "
-                f"({__version__}) reads up to {FORMAT_VERSION}: upgrade mfclip"
-            )
-        config = MFCLIPConfig.from_dict(meta["model"])
-        weights = directory / WEIGHTS_NAME
-        if not weights.is_file():
-            raise CheckpointError(f"'{directory}' has no {WEIGHTS_NAME}")
-        clip = clip_from_config(meta["clip_config"])
-        backbone = Backbone(clip, load_tokenizer(directory), config.preprocess, str(directory))
+        Every failure is a :class:`CheckpointError` that names the file and the fix.
+        """
+        saved = read_saved(resolve_source(source))
+        try:
+            config = MFCLIPConfig.from_dict(saved.config)
+        except ValueError as exc:
+            raise CheckpointError(f"{saved.directory / CONFIG_NAME}: {exc}") from None
+        clip = clip_from_config(saved.clip_config)
+        tokenizer = load_tokenizer(saved.directory)
+        backbone = Backbone(clip, tokenizer, config.preprocess, str(saved.directory))
         model = cls(config, backbone)
-        model.load_weights(load_file(str(weights), device="cpu"), source=str(weights))
-        model.training_info = dict(meta.get("training") or {})
+        model.load_weights(saved.state, source=str(saved.directory / WEIGHTS_NAME))
+        model.training_info = saved.training
         return model.to(map_location)
 
     def load_weights(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:

@@ -12,23 +12,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..device import pick_device
+
 __all__ = ["DistEnv", "gather_with_grad", "pick_device"]
-
-
-def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:LOCAL_RANK``, then ``mps``, then ``cpu``; otherwise as given."""
-    if name != "auto":
-        device = torch.device(name)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' was requested but CUDA is not available")
-        if device.type == "mps" and not torch.backends.mps.is_available():
-            raise RuntimeError("device 'mps' was requested but MPS is not available")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 @dataclass

@@ -32,6 +32,7 @@ from ..data.dataset import ManifestDataset, collate
 from ..data.sampler import BalancedSampler
 from ..data.sbi import SelfBlend
 from ..data.transforms import build_eval_transform, build_train_transform
+from ..errors import NonFiniteLossError
 from ..evaluate import metrics
 from ..factory import create_model
 from ..model.mfclip import MFCLIP
@@ -53,10 +54,6 @@ from .optim import build_optimizer, build_scheduler
 __all__ = ["NonFiniteLossError", "TrainResult", "Trainer"]
 
 log = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass

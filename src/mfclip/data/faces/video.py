@@ -7,11 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import VideoDecodeError
+
 __all__ = ["VideoDecodeError", "read_frames", "sample_indices"]
-
-
-class VideoDecodeError(ValueError):
-    """A video cannot be opened or yields no frames."""
 
 
 def sample_indices(total: int, count: int) -> list[int]:

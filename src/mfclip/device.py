@@ -1,0 +1,29 @@
+"""Device choice shared by every command: CUDA, then Apple MPS, then the CPU."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["pick_device"]
+
+
+def pick_device(name: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
+    """``auto`` -> ``cuda:LOCAL_RANK``, then ``mps``, then ``cpu``; otherwise as given.
+
+    Asking for a device that is not there fails here, with the reason, rather than at the first
+    tensor moved to it.
+    """
+    if isinstance(name, torch.device):
+        name = str(name)
+    if name != "auto":
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' was requested but CUDA is not available")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise RuntimeError("device 'mps' was requested but MPS is not available")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
