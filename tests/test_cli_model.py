@@ -47,3 +47,22 @@ def test_bad_override_is_one_clear_error(capsys):
     assert main(["config", "show", "mfclip-tiny", "spa.mood=off"]) == 1
     err = capsys.readouterr().err
     assert "unknown config key 'spa.mood'" in err and "Traceback" not in err
+
+
+def test_info_on_a_training_run_folder(tmp_path, capsys):
+    """`model info` takes what `detect --model` takes: here a run folder's best checkpoint."""
+    import mfclip
+
+    run = tmp_path / "run"
+    mfclip.create_model("mfclip-tiny").save_pretrained(run / "checkpoints" / "epoch-001")
+    (run / "best.json").write_text(json.dumps({"checkpoint": "checkpoints/epoch-001"}))
+    assert main(["model", "info", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("model mfclip-tiny") and "total" in out and "input 224px" in out
+
+
+def test_info_on_a_missing_path_is_one_line(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert main(["model", "info", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err and str(missing) in err

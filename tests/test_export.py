@@ -32,7 +32,7 @@ from mfclip.export import (
     preprocess_image,
     read_metadata,
 )
-from mfclip.export_cli import register
+from mfclip.cli.export import register
 from mfclip.model.noise import (
     NoiseBranch,
     _pair_weight_sums,
@@ -288,9 +288,7 @@ def test_noise_disabled_exports_probability_only(tmp_path):
 
 
 def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    """The real ``mfclip`` entry point, with the export command registered if not yet wired."""
-    if "mfclip.export_cli" not in cli.COMMAND_MODULES:
-        monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "mfclip.export_cli"))
+    """The real ``mfclip`` entry point."""
     return cli.main(argv)
 
 

@@ -56,7 +56,7 @@ def test_api_accepts_every_image_type_consistently(detector, photo, tmp_path):
 
 def test_detect_paths_scores_like_the_model_on_eval_transform(detector, photo, tmp_path):
     """Worker decoding + uint8 hand-over + batch normalising == the plain float pipeline."""
-    from mfclip.data.decode import load_image
+    from mfclip.preprocess.decode import load_image
     from mfclip.data.transforms import build_eval_transform
 
     paths = []

@@ -587,7 +587,7 @@ def test_numba_kernel_is_bit_identical_to_torch(h, w, patch, stride, select):
 
 @pytest.mark.skipif("numba" not in AVAILABLE_KERNELS, reason="numba is not installed")
 def test_kernel_choice_and_errors(monkeypatch):
-    from mfclip.model import noise
+    from mfclip.model import selection as noise
 
     cpu = torch.device("cpu")
     assert noise._resolve_kernel("auto", cpu) == "numba"

@@ -361,7 +361,7 @@ def test_cli_defaults_and_loopback_warning(
     import argparse
 
     import mfclip
-    from mfclip.serve import cli
+    from mfclip.cli import serve as cli
 
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
@@ -397,7 +397,7 @@ def test_command_serves_and_stops(tmp_path: Path) -> None:
 
     mfclip.create_model("mfclip-tiny").save_pretrained(tmp_path / "m")
     port = _free_port()
-    cmd = [sys.executable, "-m", "mfclip.serve", "--model", str(tmp_path / "m"),
+    cmd = [sys.executable, "-m", "mfclip", "serve", "--model", str(tmp_path / "m"),
            "--port", str(port), "--device", "cpu", "--log-level", "warning"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -1,4 +1,4 @@
-"""``mfclip demo``: index, train, evaluate and detect, offline, in a few minutes on a CPU.
+"""The ``mfclip demo`` app: index, train, evaluate and detect, offline, in minutes on a CPU.
 
 The data are made on the fly. Real images: random crops of photographs that ship inside
 installed packages (scikit-image, matplotlib, scikit-learn). Pseudo-forgeries: each real crop
@@ -20,10 +20,8 @@ real forgeries; they show that the whole pipeline runs and learns.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-__all__ = ["OPERATORS", "build_demo_dataset", "register", "run_demo"]
+__all__ = ["OPERATORS", "build_demo_dataset", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -282,20 +280,3 @@ def run_demo(
         print(f"\nReal CLIP weights are in your Hugging Face cache ({cached}): "
               f"`mfclip demo --backbone {cached}` uses them.")  # fmt: skip
     return paths
-
-
-def _demo(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    run_demo(Path(args.out), args.seed, args.backbone, args.epochs)
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "demo", help="offline end-to-end demo: data, training, evaluation, detection"
-    )
-    p.add_argument("--out", default="demo-output", help="where to write the demo's files")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--backbone", help="real CLIP weights to use (hub id or local directory)")
-    p.set_defaults(func=_demo)

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .data.decode import ImageDecodeError, load_image
+from .preprocess.decode import ImageDecodeError, load_image
 from .data.media import is_video, walk_media
 from .data.transforms import build_eval_transform
 from .model.mfclip import MFCLIP, CheckpointError
@@ -286,7 +286,7 @@ def _to_rgb(image: ImageLike) -> np.ndarray:
     if isinstance(image, (str, Path)):
         return np.asarray(load_image(image))
     if isinstance(image, Image.Image):
-        from .data.decode import to_rgb
+        from .preprocess.decode import to_rgb
 
         return np.asarray(to_rgb(image))
     if isinstance(image, torch.Tensor):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .decode import DEFAULT_MAX_PIXELS, ImageDecodeError, load_image, to_rgb
+from ..preprocess.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, load_image, to_rgb
 from .importers import IMPORTERS, ImportResult, index_dataset
 from .manifest import ManifestError, read_manifest, resolve_path, write_manifest
 from .records import COLUMNS, SPLITS, Record, normalize_label, normalize_split
@@ -26,8 +26,7 @@ _LAZY = {
     "TrainTransform": ".transforms",
     "build_eval_transform": ".transforms",
     "build_train_transform": ".transforms",
-    "to_tensor": ".transforms",
-    "normalize": ".transforms",
+    "to_chw": ".transforms",
     "PERTURBATIONS": ".perturbations",
     "Perturbation": ".perturbations",
     "PerturbedTransform": ".perturbations",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from .decode import DEFAULT_MAX_PIXELS, ImageDecodeError, load_image
+from ..preprocess.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, load_image
 from .manifest import resolve_path
 from .media import is_video
 from .records import Record

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..preprocess.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, load_image
 from ..prompts import PromptBuilder
-from .decode import DEFAULT_MAX_PIXELS, ImageDecodeError, load_image
 from .manifest import read_manifest, resolve_path
 from .records import Record
 from .sbi import SBI_LABELS, SelfBlend

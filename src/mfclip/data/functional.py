@@ -11,6 +11,8 @@ import io
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
+from ..preprocess.geometry import INTERPOLATIONS, center_crop, resample_filter, resize_shortest
+
 __all__ = [
     "INTERPOLATIONS",
     "adjust_color",
@@ -21,42 +23,6 @@ __all__ = [
     "jpeg",
     "resize_shortest",
 ]
-
-INTERPOLATIONS = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-}
-
-
-def _resample(name: str) -> Image.Resampling:
-    try:
-        return INTERPOLATIONS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown interpolation '{name}' (use {', '.join(INTERPOLATIONS)})"
-        ) from None
-
-
-def resize_shortest(image: Image.Image, size: int, interpolation: str = "bicubic") -> Image.Image:
-    """Shortest edge to ``size``, aspect kept (CLIPImageProcessor's rule: long = int(size*l/s))."""
-    width, height = image.size
-    short, long = min(width, height), max(width, height)
-    new_long = int(size * long / short)
-    new = (size, new_long) if width <= height else (new_long, size)
-    return image if new == image.size else image.resize(new, _resample(interpolation))
-
-
-def center_crop(image: Image.Image, size: int) -> Image.Image:
-    """Central ``size`` x ``size`` square; pads with black when the image is smaller."""
-    width, height = image.size
-    if width < size or height < size:
-        canvas = Image.new("RGB", (max(width, size), max(height, size)))
-        canvas.paste(image, ((canvas.width - width) // 2, (canvas.height - height) // 2))
-        image, width, height = canvas, canvas.width, canvas.height
-    left, top = (width - size) // 2, (height - size) // 2
-    return image.crop((left, top, left + size, top + size))
 
 
 def jpeg(image: Image.Image, quality: int) -> Image.Image:
@@ -79,7 +45,7 @@ def down_up(image: Image.Image, scale: float, interpolation: str = "bilinear") -
         return image
     width, height = image.size
     small = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resample = _resample(interpolation)
+    resample = resample_filter(interpolation)
     return image.resize(small, resample).resize((width, height), resample)
 
 

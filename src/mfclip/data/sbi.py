@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from . import opencv
+
 __all__ = ["SBI_LABELS", "SelfBlend", "self_blend"]
 
 SBI_LABELS = {"forgery_type": "self_blended", "family": "manual", "generator": "sbi"}
@@ -32,7 +34,7 @@ def _face_mask(
     landmarks: np.ndarray | None,
     margin: float,
 ) -> np.ndarray:
-    import cv2
+    cv2 = opencv.cv2()
 
     mask = np.zeros((height, width), np.float32)
     if landmarks is not None and len(landmarks) >= 3:
@@ -54,7 +56,7 @@ def _face_mask(
 
 def _deform(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Random affine wobble, erosion or dilation, then a Gaussian blur: a soft, irregular edge."""
-    import cv2
+    cv2 = opencv.cv2()
 
     height, width = mask.shape
     size = max(1.0, float(np.sqrt(mask.sum())))
@@ -73,7 +75,7 @@ def _deform(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _alter_source(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Colour shift, contrast/brightness, sharpen-or-blur, and a small shift/rescale."""
-    import cv2
+    cv2 = opencv.cv2()
 
     src = image.astype(np.float32)
     src = src * rng.uniform(0.9, 1.1) + rng.uniform(-20, 20, 3) + rng.uniform(-10, 10)

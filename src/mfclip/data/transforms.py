@@ -1,12 +1,13 @@
-"""Preprocessing that matches the backbone, and the training pipeline built on it.
+"""The training pipeline and the evaluation transform, both ending in the one model geometry.
 
-The evaluation transform is defined entirely by :class:`mfclip.config.PreprocessConfig`, which
-travels with the saved model, so inference preprocesses exactly as training did.
+Both hand the model a uint8 ``(3, S, S)`` crop made by :func:`mfclip.preprocess.geometry.fit`;
+the model scales to [0, 1] and normalises inside, so its noise branch sees the decoded pixels
+exactly. :class:`mfclip.config.PreprocessConfig` travels with the saved model, so inference
+preprocesses exactly as training did.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 from PIL import Image
 
 from ..config import PreprocessConfig
-from . import functional as F
+from ..preprocess.geometry import Placement, fit
 from .augment import (
     ColorJitter,
     GaussianBlur,
@@ -30,61 +31,36 @@ __all__ = [
     "TrainTransform",
     "build_eval_transform",
     "build_train_transform",
-    "normalize",
-    "pixels_to_tensor",
-    "to_tensor",
+    "to_chw",
 ]
 
 
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """RGB image -> float32 tensor (3, H, W) in [0, 1]."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
-
-
-def normalize(tensor: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Per-channel ``(x - mean) / std``."""
-    m = torch.as_tensor(mean, dtype=tensor.dtype, device=tensor.device).view(-1, 1, 1)
-    s = torch.as_tensor(std, dtype=tensor.dtype, device=tensor.device).view(-1, 1, 1)
-    return (tensor - m) / s
-
-
-def pixels_to_tensor(
-    pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]
-) -> torch.Tensor:
-    """uint8 ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)`` normalised, on ``pixels``' device.
-
-    The same float32 operations as :func:`to_tensor` + :func:`normalize`, so the result is
-    identical bit for bit; done once per batch, it lets decoding workers hand over uint8 crops
-    (a quarter of the bytes) and lets a GPU do the arithmetic.
-    """
-    x = pixels.permute(0, 3, 1, 2).to(torch.float32) / 255.0
-    return normalize(x, mean, std)
+def to_chw(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 ``(..., H, W, 3)`` array -> uint8 tensor ``(..., 3, H, W)`` (channels first)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(pixels))
+    return tensor.movedim(-1, -3).contiguous()
 
 
 @dataclass
 class EvalTransform:
-    """Resize shortest edge, centre crop, to tensor, normalise (CLIP's preprocessing).
+    """Resize shortest edge, centre crop (CLIP's geometry) -> uint8 ``(3, S, S)``.
 
-    Split in two for pipelines that batch: :meth:`pixels` (geometry, uint8, in a worker) and
-    :meth:`to_batch` (arithmetic, once per batch); ``__call__`` does both for one image.
+    :meth:`fit` also returns the :class:`Placement` that maps model pixels back to the image.
     """
 
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     uses_rng = False
 
+    def fit(self, image: Image.Image) -> tuple[np.ndarray, Placement]:
+        """The model's uint8 ``(S, S, 3)`` input crop and where it sits in ``image``."""
+        return fit(image, self.preprocess)
+
     def pixels(self, image: Image.Image) -> np.ndarray:
         """The model's input crop as uint8 ``(S, S, 3)``."""
-        pre = self.preprocess
-        image = F.resize_shortest(image, pre.resize, pre.interpolation)
-        return np.asarray(F.center_crop(image, pre.image_size).convert("RGB"))
-
-    def to_batch(self, pixels: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(N, S, S, 3)`` crops from :meth:`pixels` -> the normalised model input."""
-        return pixels_to_tensor(pixels, self.preprocess.mean, self.preprocess.std)
+        return fit(image, self.preprocess)[0]
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        return self.to_batch(torch.from_numpy(self.pixels(image).copy())[None])[0]
+        return to_chw(self.pixels(image))
 
 
 def build_eval_transform(preprocess: PreprocessConfig | None = None) -> EvalTransform:
@@ -112,7 +88,7 @@ class AugmentConfig:
 
 @dataclass
 class TrainTransform:
-    """Degradations on the full image, then crop/flip/colour, then :class:`EvalTransform` tail.
+    """Degradations on the full image, then crop/flip/colour, then the model geometry (uint8).
 
     Randomness comes only from the ``rng`` argument, which the dataset derives from
     ``(seed, epoch, index)``: reproducible, and different in every DataLoader worker.
@@ -126,12 +102,7 @@ class TrainTransform:
         rng = rng if rng is not None else np.random.default_rng()
         for op in self.ops:
             image = op(image, rng)
-        pre = self.preprocess
-        if image.size != (pre.image_size, pre.image_size):
-            image = F.center_crop(
-                F.resize_shortest(image, pre.resize, pre.interpolation), pre.image_size
-            )
-        return normalize(to_tensor(image), pre.mean, pre.std)
+        return to_chw(fit(image, self.preprocess)[0])
 
 
 def build_train_transform(

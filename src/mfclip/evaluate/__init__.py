@@ -1,7 +1,7 @@
 """Evaluation: DeepfakeBench-style metrics, per-subset breakdowns, reports and plots.
 
-Metrics and reports are imported eagerly (numpy only); the plotting functions load
-matplotlib on first use so that metric computation stays light.
+Metrics (numpy and scikit-learn) and reports are imported eagerly; the plotting functions
+load matplotlib on first use so that metric computation stays light.
 """
 
 from __future__ import annotations

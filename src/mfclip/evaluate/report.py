@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mfclip.evaluate.metrics import _columns
+from mfclip.evaluate.grouping import to_columns
 
 __all__ = ["format_metric", "protocol_table", "write_report"]
 
@@ -142,7 +142,7 @@ def _metrics_csv(subsets: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def _scores_csv(records: Mapping[str, Sequence[Any]] | Iterable[Mapping[str, Any]]) -> str:
-    cols = _columns(records)
+    cols = to_columns(records)
     order = [c for c in _SCORE_COLUMNS if c in cols] + [c for c in cols if c not in _SCORE_COLUMNS]
     n = len(next(iter(cols.values()))) if cols else 0
     rows = (["" if cols[c][i] is None else _plain(cols[c][i]) for c in order] for i in range(n))

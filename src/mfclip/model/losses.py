@@ -8,19 +8,42 @@ SPA-weighted image-text logits, ``p`` the predictor output and ``t`` the (not de
 feature. Scaling the KL target by ``a*T^2 = 200`` equals ``200 * KL(softmax(t/T) ||
 softmax(p/T)) + 200*log(200)``; the constant has no gradient and is left out here, so the
 released loss *values* are ours + 1059.66 when ``kd = 200``.
+
+Under DDP (``torch.distributed`` initialised with more than one process) the contrastive term
+gathers the visual and text features of every rank, as open_clip's ``ClipLoss`` does, and scores
+the global batch: its value equals a single-process run on the concatenated batch. Gradients
+reach every rank's slice through ``torch.distributed.nn.functional.all_gather``; local batches
+may differ in size (they are padded to the largest and trimmed after the gather).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import LossConfig
 
-__all__ = ["LossOutput", "MFCLIPLoss", "contrastive_loss", "distillation_loss"]
+if TYPE_CHECKING:
+    from .mfclip import MFCLIPOutput
+
+__all__ = [
+    "LossOutput",
+    "MFCLIPLoss",
+    "Scorer",
+    "contrastive_loss",
+    "distillation_loss",
+    "gather_batch",
+    "world_size",
+]
+
+#: ``(visual, text, tokens) -> (B, B)`` SPA-weighted logits (``MFCLIP.contrastive_logits``).
+Scorer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 def contrastive_loss(logits_per_image: torch.Tensor, logits_per_text: torch.Tensor) -> torch.Tensor:
@@ -43,6 +66,58 @@ def distillation_loss(
     return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
 
 
+def world_size() -> int:
+    """Processes in the default group; 1 when ``torch.distributed`` is not in use."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def _local_sizes(n: int, device: torch.device) -> list[int]:
+    """Every rank's local batch size (a tensor collective: nothing is pickled)."""
+    size = torch.tensor([n], dtype=torch.int64, device=device)
+    sizes = [torch.empty_like(size) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, size)
+    return [int(s) for s in sizes]
+
+
+def _pad_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
+    """``tensor`` with zero rows appended up to ``rows`` (all_gather needs equal shapes)."""
+    missing = rows - tensor.shape[0]
+    if missing == 0:
+        return tensor.contiguous()
+    pad = tensor.new_zeros((missing, *tensor.shape[1:]))
+    return torch.cat([tensor, pad], dim=0)
+
+
+def gather_batch(
+    visual: torch.Tensor, text: torch.Tensor, tokens: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Every rank's features and prompt tokens, concatenated in rank order.
+
+    Features keep their gradient for every rank's slice (each rank scores the whole global
+    batch, and the all_gather backward sums the gradients back onto their owners); the tokens
+    only weight the logits (SPA), so they are gathered without one.
+    """
+    from torch.distributed.nn.functional import all_gather
+
+    sizes = _local_sizes(visual.shape[0], visual.device)
+    rows = max(sizes)
+
+    def trim(parts: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return torch.cat([part[:n] for part, n in zip(parts, sizes, strict=True)], dim=0)
+
+    all_visual = trim(all_gather(_pad_rows(visual, rows)))
+    all_text = trim(all_gather(_pad_rows(text, rows)))
+    all_tokens = None
+    if tokens is not None:
+        padded = _pad_rows(tokens, rows)
+        parts = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(parts, padded)
+        all_tokens = trim(parts)
+    return all_visual, all_text, all_tokens
+
+
 @dataclass
 class LossOutput:
     """The weighted total and each unweighted term (for logging)."""
@@ -63,12 +138,29 @@ class MFCLIPLoss(nn.Module):
         super().__init__()
         self.cfg = cfg
 
-    def forward(self, out: object, labels: torch.Tensor) -> LossOutput:
+    def contrastive(self, out: MFCLIPOutput) -> torch.Tensor | None:
+        """L_cmc over the global batch, from features; ``None`` when the output has no text.
+
+        An output without a scorer (built by hand) is scored from its own, local logits.
+        """
+        scorer = out.scorer
+        if scorer is None or out.text_features is None:
+            if out.logits_per_image is None:
+                return None
+            return contrastive_loss(out.logits_per_image, out.logits_per_text)
+        visual, text, tokens = out.visual_features, out.text_features, out.tokens
+        if world_size() > 1:
+            visual, text, tokens = gather_batch(visual, text, tokens)
+        logits = scorer(visual, text, tokens)
+        return contrastive_loss(logits, logits.t())
+
+    def forward(self, out: MFCLIPOutput, labels: torch.Tensor) -> LossOutput:
         cfg = self.cfg
         zero = out.logits.new_zeros(())
         cmc = kd = ce = zero
-        if cfg.cmc > 0 and out.logits_per_image is not None:
-            cmc = contrastive_loss(out.logits_per_image, out.logits_per_text)
+        if cfg.cmc > 0:
+            term = self.contrastive(out)
+            cmc = zero if term is None else term
         if cfg.kd > 0 and out.text_features is not None and out.predicted_text is not None:
             kd = distillation_loss(
                 out.predicted_text, out.text_features, cfg.kd_temperature, cfg.kd_detach_teacher

@@ -1,8 +1,8 @@
 """The MFCLIP model: FLE + MVE + SPA + heads, with ``save_pretrained`` / ``from_pretrained``.
 
-Training: ``out = model(pixel_values, tokens)`` then ``model.loss(out, labels)``.
-Inference needs no text: ``model.predict(pixel_values)`` returns fake probabilities and the
-selected patch boxes.
+Training: ``out = model(images, tokens)`` then ``model.loss(out, labels)``; images are uint8
+or float in [0, 1]. Inference needs no text: ``model.predict(images)`` returns fake
+probabilities and the selected patch boxes.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +25,66 @@ from ..prompts import PromptBuilder
 from .backbone import Backbone, clip_from_config, load_tokenizer
 from .fle import FineGrainedLanguageEncoder, TextTower
 from .heads import ClassificationHead, TextPredictor
-from .losses import LossOutput, MFCLIPLoss
+from .losses import LossOutput, MFCLIPLoss, Scorer
 from .mve import CLIPVisionEncoder, MultiModalVisionEncoder, VisualFusion
 from .noise import NoiseBranch
 from .persistence import CONFIG_NAME, WEIGHTS_NAME, read_saved, resolve_source, write_saved
+from .selection import is_tracing
 from .spa import SamplePairAttention
 
 __all__ = ["MFCLIP", "CheckpointError", "MFCLIPOutput", "Prediction"]
 
 
+class _SimilarityLogits:
+    """``logits_per_image`` / ``logits_per_text``: given explicitly, else computed on first read.
+
+    The forward pass leaves them out: training computes them in the loss (over the global batch
+    under DDP), so a local matrix built in ``forward`` would be thrown away.
+    """
+
+    def __init__(self, transposed: bool) -> None:
+        self.transposed = transposed
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"_{name}"
+
+    def __get__(self, obj: MFCLIPOutput | None, owner: type | None = None) -> torch.Tensor | None:
+        if obj is None:
+            return None  # the dataclass default
+        given = obj.__dict__.get(self.slot)
+        if given is not None:
+            return given
+        if self.transposed:
+            per_image = obj.logits_per_image
+            return None if per_image is None else per_image.t()
+        if obj.scorer is None or obj.text_features is None:
+            return None
+        logits = obj.scorer(obj.visual_features, obj.text_features, obj.tokens)
+        obj.__dict__[self.slot] = logits
+        return logits
+
+    def __set__(self, obj: MFCLIPOutput, value: torch.Tensor | None) -> None:
+        obj.__dict__[self.slot] = value
+
+
 @dataclass
 class MFCLIPOutput:
-    """Everything one forward pass produces; text fields are ``None`` without prompts."""
+    """Everything one forward pass produces; text fields are ``None`` without prompts.
+
+    ``logits_per_image`` (SPA-weighted, ``(B, B)``) is computed from the features when first
+    read; ``scorer`` is the model's :meth:`MFCLIP.contrastive_logits`.
+    """
 
     logits: torch.Tensor
     visual_features: torch.Tensor
     boxes: torch.Tensor | None = None
     noise_map: torch.Tensor | None = None
     text_features: torch.Tensor | None = None
-    logits_per_image: torch.Tensor | None = None
-    logits_per_text: torch.Tensor | None = None
+    logits_per_image: torch.Tensor | None = _SimilarityLogits(transposed=False)  # type: ignore[assignment]
+    logits_per_text: torch.Tensor | None = _SimilarityLogits(transposed=True)  # type: ignore[assignment]
     predicted_text: torch.Tensor | None = None
+    tokens: torch.Tensor | None = None
+    scorer: Scorer | None = field(default=None, repr=False, compare=False)
 
     @property
     def fake_prob(self) -> torch.Tensor:
@@ -188,15 +227,14 @@ class MFCLIP(nn.Module):
     def device(self) -> torch.device:
         return self.logit_scale.device
 
-    def forward(
-        self, pixel_values: torch.Tensor, tokens: torch.Tensor | None = None
-    ) -> MFCLIPOutput:
-        """Images (CLIP-normalised, ``(B, 3, H, W)``) and optional prompt tokens ``(B, L, T)``."""
-        if pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
-            raise ValueError(
-                f"pixel_values must be (batch, 3, H, W), got {tuple(pixel_values.shape)}"
-            )
-        mve = self.visual(pixel_values)
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor | None = None) -> MFCLIPOutput:
+        """Images ``(B, 3, H, W)``, uint8 or float in [0, 1], and optional prompt tokens.
+
+        Normalisation for the backbone happens inside (see :meth:`normalize`), so the noise
+        branch analyses exactly the decoded pixels. Tokens are ``(B, L, T)`` prompt ids.
+        """
+        images01 = self.to_unit_range(images)
+        mve = self.visual(images01)
         visual = F.normalize(mve.features, dim=-1)
         out = MFCLIPOutput(
             logits=self.head(visual),
@@ -206,39 +244,43 @@ class MFCLIP(nn.Module):
         )
         if tokens is None or self.text is None:
             return out
-        tokens = tokens.to(pixel_values.device)
-        text = self.text(tokens)
-        logits_per_image = self.contrastive_logits(visual, text, tokens)
-        out.text_features = text
-        out.logits_per_image = logits_per_image
-        out.logits_per_text = logits_per_image.t()
+        tokens = tokens.to(images01.device)
+        # No logits here: the loss scores the features (over every rank's batch under DDP) and
+        # out.logits_per_image computes them on demand.
+        out.text_features = self.text(tokens)
+        out.tokens = tokens
+        out.scorer = self.contrastive_logits
         if self.predictor is not None:
             out.predicted_text = self.predictor(visual)
         return out
 
     def contrastive_logits(
-        self, visual: torch.Tensor, text: torch.Tensor, tokens: torch.Tensor
+        self, visual: torch.Tensor, text: torch.Tensor, tokens: torch.Tensor | None
     ) -> torch.Tensor:
         """SPA-weighted image-text logits ``(B, B)`` from normalised visual and raw text features.
 
-        Separate from :meth:`forward` so distributed training can call it on features gathered
-        from every rank (the contrastive loss then sees the global batch).
+        Separate from :meth:`forward` so the loss can call it on features gathered from every
+        rank (the contrastive term then sees the global batch, see :mod:`.losses`).
         """
         scale = self.logit_scale.clamp(max=math.log(self.config.loss.logit_scale_max)).exp()
         logits = scale * visual @ F.normalize(text, dim=-1).t()
         return self.spa(logits, tokens)
 
     def loss(self, out: MFCLIPOutput, labels: torch.Tensor) -> LossOutput:
-        """The weighted MFCLIP objective (see :mod:`mfclip.model.losses`)."""
+        """The weighted MFCLIP objective (see :mod:`mfclip.model.losses`).
+
+        Under DDP call it on every rank each step: the contrastive term gathers all ranks'
+        features with collectives.
+        """
         return self.criterion(out, labels.to(out.logits.device))
 
     @torch.no_grad()
-    def predict(self, pixel_values: torch.Tensor) -> Prediction:
+    def predict(self, images: torch.Tensor) -> Prediction:
         """Fake probability and richest-patch box per image; runs in eval mode, no text."""
         was_training = self.training
         self.eval()
         try:
-            out = self(pixel_values.to(self.device))
+            out = self(images.to(self.device))
         finally:
             self.train(was_training)
         return Prediction(fake_prob=out.fake_prob, boxes=out.boxes, logits=out.logits)
@@ -248,9 +290,31 @@ class MFCLIP(nn.Module):
         """Decision threshold on p(fake), fixed on validation data by training (else 0.5)."""
         return float(self.training_info.get("threshold", 0.5))
 
+    def to_unit_range(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> float32 in [0, 1] (``x / 255``, as the decoders' ``to_tensor``).
+
+        Float input must already be in [0, 1]: CLIP-normalised input (the convention of
+        mfclip < 0.2) is refused with a message rather than scored wrongly.
+        """
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (batch, 3, H, W), got {tuple(images.shape)}")
+        if images.dtype == torch.uint8:
+            return images.to(self.device, torch.float32) / 255.0
+        if not images.is_floating_point():
+            raise TypeError(f"images must be uint8 or float in [0, 1], got {images.dtype}")
+        if not is_tracing() and images.numel():
+            low, high = torch.aminmax(images.detach())
+            if float(low) < -1e-3 or float(high) > 1.0 + 1e-3:
+                raise ValueError(
+                    f"float images must lie in [0, 1] (got values in [{float(low):.3g}, "
+                    f"{float(high):.3g}]); the model normalises inside: pass raw [0, 1] or uint8 "
+                    "pixels, not CLIP-normalised ones"
+                )
+        return images
+
     def normalize(self, images01: torch.Tensor) -> torch.Tensor:
-        """[0, 1] RGB images -> the CLIP-normalised input the model expects."""
-        return (images01 - self.visual.mean.to(images01)) / self.visual.std.to(images01)
+        """[0, 1] RGB images -> the backbone's normalised input (what the CLIP tower sees)."""
+        return self.visual.normalize(images01)
 
     def param_counts(self) -> dict[str, int]:
         """Parameters per component (for reports and the docs)."""

@@ -2,8 +2,9 @@
 
 The global branch is CLIP's vision tower (or the released VGG-style encoder for
 ``variant: official``); the noise branch looks at the SRM residual of the texture-richest patch.
-Everything runs batched on the input's device: the model takes CLIP-normalised pixels and
-recovers the [0, 1] image for the noise branch itself, so there is no CPU round trip.
+Everything runs batched on the input's device. The encoder takes images in [0, 1] (or uint8)
+and normalises them for the global branch itself, so the noise branch sees the decoded pixels
+exactly: no normalise/un-normalise float round trip shifts a grey level or the chosen patch.
 """
 
 from __future__ import annotations
@@ -97,16 +98,15 @@ class MultiModalVisionEncoder(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
-    def unnormalize(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """CLIP-normalised pixels -> the [0, 1] image the noise branch analyses."""
-        mean = self.mean.to(pixel_values.dtype)
-        std = self.std.to(pixel_values.dtype)
-        return (pixel_values * std + mean).clamp(0.0, 1.0)
+    def normalize(self, images01: torch.Tensor) -> torch.Tensor:
+        """[0, 1] RGB -> the backbone's normalised input ``(x - mean) / std``."""
+        return (images01 - self.mean.to(images01.dtype)) / self.std.to(images01.dtype)
 
-    def forward(self, pixel_values: torch.Tensor) -> MVEOutput:
-        global_feat = self.global_encoder(pixel_values)
+    def forward(self, images01: torch.Tensor) -> MVEOutput:
+        """``(B, 3, H, W)`` float images in [0, 1] -> fused features and the selected patch."""
+        global_feat = self.global_encoder(self.normalize(images01))
         if self.noise is None:
             return MVEOutput(global_feat, global_feat, None, None, None)
-        noise = self.noise(self.unnormalize(pixel_values))
+        noise = self.noise(images01)
         fused = self.fusion(global_feat, noise.embedding.to(global_feat.dtype))
         return MVEOutput(fused, global_feat, noise.embedding, noise.boxes, noise.srm)

@@ -37,7 +37,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..data.decode import ImageDecodeError, load_image
+from ..preprocess.decode import ImageDecodeError, load_image
 from ..version import __version__
 
 __all__ = [

@@ -1,7 +1,8 @@
-"""Optimiser and learning-rate schedule (stepped once per optimiser step)."""
+"""Optimiser, learning-rate schedule (stepped once per optimiser step) and mixed precision."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -9,7 +10,7 @@ from torch import nn
 
 from .config import OptimConfig, ScheduleConfig
 
-__all__ = ["build_optimizer", "build_scheduler", "lr_factor"]
+__all__ = ["autocast", "build_optimizer", "build_scaler", "build_scheduler", "lr_factor"]
 
 
 def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -43,3 +44,16 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(cfg, step, steps_per_epoch, total_epochs)
     )
+
+
+def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast context of ``amp`` (``none``, ``bf16``, ``fp16``); AMP runs on CUDA only."""
+    if amp == "none" or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def build_scaler(amp: str, device: torch.device) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 on CUDA; a pass-through scaler otherwise (same code path)."""
+    return torch.amp.GradScaler(enabled=amp == "fp16" and device.type == "cuda")

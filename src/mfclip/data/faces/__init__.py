@@ -1,6 +1,6 @@
 """Face detection and cropping (images and videos)."""
 
-from .crop import crop_face, square_region
+from .crop import FaceCrop, crop_face, largest_face, square_region
 from .detector import (
     DETECTORS,
     FaceBox,
@@ -15,6 +15,7 @@ from .video import VideoDecodeError, read_frames, sample_indices
 __all__ = [
     "DETECTORS",
     "FaceBox",
+    "FaceCrop",
     "FaceDetector",
     "FaceOptions",
     "HaarFaceDetector",
@@ -23,6 +24,7 @@ __all__ = [
     "build_detector",
     "crop_face",
     "extract_faces",
+    "largest_face",
     "read_frames",
     "sample_indices",
     "square_region",

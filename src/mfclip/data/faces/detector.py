@@ -15,6 +15,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .. import opencv
+
 __all__ = [
     "DETECTORS",
     "FaceBox",
@@ -63,11 +65,11 @@ class HaarFaceDetector:
         max_side: int = 1024,
         pad: float = 0.25,
     ) -> None:
-        import cv2
+        cv2 = opencv.cv2()
 
         path = Path(cascade)
         if not path.is_file():
-            path = Path(cv2.data.haarcascades) / cascade
+            path = Path(opencv.cascade_dir()) / cascade
         self._cascade = cv2.CascadeClassifier(str(path))
         if self._cascade.empty():
             raise RuntimeError(
@@ -82,7 +84,7 @@ class HaarFaceDetector:
         self.pad = pad
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
-        import cv2
+        cv2 = opencv.cv2()
 
         grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
         # Large frames are searched at reduced size: same faces, a fraction of the time.
@@ -100,7 +102,7 @@ class HaarFaceDetector:
 
     def _detect(self, grey: np.ndarray, off: int) -> list[FaceBox]:
         """Cascade detections on ``grey`` surrounded by an ``off``-pixel replicated margin."""
-        import cv2
+        cv2 = opencv.cv2()
 
         side = max(12, int(self.min_size * min(grey.shape)))
         if off:
@@ -126,7 +128,7 @@ class YuNetFaceDetector:
     def __init__(
         self, weights: str, score_threshold: float = 0.6, nms_threshold: float = 0.3
     ) -> None:
-        import cv2
+        cv2 = opencv.cv2()
 
         if not Path(weights).is_file():
             raise RuntimeError(f"YuNet weights not found: {weights}")
@@ -136,7 +138,7 @@ class YuNetFaceDetector:
         self.name = "yunet"
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
-        import cv2
+        cv2 = opencv.cv2()
 
         bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
         self._detector.setInputSize((bgr.shape[1], bgr.shape[0]))

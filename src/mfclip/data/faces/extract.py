@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from ..decode import ImageDecodeError, load_image
+from ...preprocess.decode import ImageDecodeError, load_image
+from .. import opencv
 from ..manifest import resolve_path
 from ..media import is_video
 from ..records import Record
-from .crop import crop_face
-from .detector import FaceBox, FaceDetector, build_detector
+from .crop import DEFAULT_MARGIN, DEFAULT_SIZE, crop_face, largest_face
+from .detector import FaceDetector, build_detector
 from .video import VideoDecodeError, read_frames
 
 __all__ = ["FaceOptions", "extract_faces"]
@@ -29,8 +30,8 @@ __all__ = ["FaceOptions", "extract_faces"]
 class FaceOptions:
     """How faces are found and saved."""
 
-    margin: float = 1.3
-    size: int = 256
+    margin: float = DEFAULT_MARGIN
+    size: int = DEFAULT_SIZE
     #: Frames sampled uniformly per video.
     frames: int = 32
     detector: str = "haar"
@@ -52,17 +53,13 @@ _STATE: dict[str, Any] = {}
 def _init_worker(options: FaceOptions, out_dir: str) -> None:
     import multiprocessing
 
-    import cv2
+    cv2 = opencv.cv2()
 
     if multiprocessing.current_process().name != "MainProcess":
         cv2.setNumThreads(1)  # parallelism comes from the processes
     _STATE["options"] = options
     _STATE["out_dir"] = Path(out_dir)
     _STATE["detector"] = build_detector(options.detector, **options.detector_kwargs)
-
-
-def _largest(boxes: list[FaceBox]) -> FaceBox | None:
-    return max(boxes, key=lambda b: (b.area, b.score)) if boxes else None
 
 
 def _save(array: np.ndarray, path: Path, image_format: str) -> None:
@@ -79,7 +76,7 @@ def _face_row(job: _Job, image: np.ndarray, frame: int | None, detector: FaceDet
     if frame is not None:
         base["frame"] = str(frame)
     group = job.record.group or job.stem
-    box = _largest(detector.detect(image))
+    box = largest_face(detector.detect(image))
     if box is None:
         where = f" in frame {frame}" if frame is not None else ""
         return job.record.with_(
@@ -94,7 +91,7 @@ def _face_row(job: _Job, image: np.ndarray, frame: int | None, detector: FaceDet
         )
     stem = f"{job.stem}/{frame:06d}" if frame is not None else job.stem
     out = _STATE["out_dir"] / f"{stem}.{options.image_format}"
-    _save(crop_face(image, box, options.margin, options.size), out, options.image_format)
+    _save(crop_face(image, box, options.margin, options.size).pixels, out, options.image_format)
     box_text = ",".join(str(round(v, 1)) for v in (box.x, box.y, box.w, box.h))
     extra = {**job.record.extra, **base, "status": "ok", "reason": "", "box": box_text}
     return job.record.with_(path=str(out), group=group, extra=extra)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import VideoDecodeError
+from .. import opencv
 
 __all__ = ["VideoDecodeError", "read_frames", "sample_indices"]
 
@@ -22,7 +23,7 @@ def sample_indices(total: int, count: int) -> list[int]:
 
 
 def _frame_count(path: Path) -> int:
-    import cv2
+    cv2 = opencv.cv2()
 
     capture = cv2.VideoCapture(str(path))
     try:
@@ -42,7 +43,7 @@ def read_frames(path: str | Path, count: int = 32) -> Iterator[tuple[int, np.nda
 
     Frames are reached by sequential ``grab`` (exact, unlike seeking in many codecs).
     """
-    import cv2
+    cv2 = opencv.cv2()
 
     path = Path(path)
     if not path.is_file():

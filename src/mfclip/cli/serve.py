@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import sys
 
-from ..cli import at_least
+from .common import at_least
 
 __all__ = ["LOOPBACK_NAMES", "is_loopback", "register", "serve"]
 
@@ -47,7 +47,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from .app import create_app
+        from ..serve.app import create_app
     except ImportError as exc:
         raise RuntimeError(
             f"mfclip serve needs the 'serve' extra ({exc.name} is missing): "

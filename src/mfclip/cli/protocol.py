@@ -9,7 +9,7 @@ __all__ = ["register"]
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .protocol import list_protocols, load_protocol
+    from ..protocol import list_protocols, load_protocol
 
     for name in list_protocols():
         protocol = load_protocol(name)
@@ -23,7 +23,7 @@ def _list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from importlib import resources
 
-    from .protocol import PROTOCOL_DIR, list_protocols
+    from ..protocol import PROTOCOL_DIR, list_protocols
 
     if args.name not in list_protocols():
         raise ValueError(f"unknown protocol '{args.name}'; see `mfclip protocol list`")
@@ -33,7 +33,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .protocol import run_protocol
+    from ..protocol import run_protocol
 
     out = Path(args.out) if args.out else Path("runs") / f"protocol-{Path(args.name).stem}"
     run_protocol(

@@ -1,7 +1,9 @@
 """The ``mfclip`` command line: a thin shell over the library.
 
-Each area (``data``, ``model``, ...) registers its sub-commands from its own module, so this
-file only wires them together.
+One module per command area (``model``, ``data``, ``train``, ...), each exposing
+``register(subparsers)``; this file only wires them together. The command modules import
+torch and the other heavy libraries inside their command functions, so ``mfclip --help``
+stays fast.
 """
 
 from __future__ import annotations
@@ -9,46 +11,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from .version import __version__
+from ..errors import MFCLIPError
+from ..version import __version__
+from . import data, demo, detect, evaluate, export, model, protocol, serve, train
 
-__all__ = ["at_least", "build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
 
-# Modules that expose ``register(subparsers)``; each adds its own sub-commands.
-COMMAND_MODULES = (
-    "mfclip.model.cli",
-    "mfclip.data.cli",
-    "mfclip.train.cli",
-    "mfclip.evaluate.cli",
-    "mfclip.protocol_cli",
-    "mfclip.detect_cli",
-    "mfclip.serve.cli",
-    "mfclip.export_cli",
-    "mfclip.demo",
-)
-
-
-def at_least(kind: type, minimum: float, strict: bool = False) -> Callable[[str], Any]:
-    """An argparse ``type`` that rejects numbers below ``minimum`` (or equal, when ``strict``),
-    so a bad option fails before a command opens or overwrites anything."""
-
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if value < minimum or (strict and value == minimum):
-            raise argparse.ArgumentTypeError(
-                f"must be {'>' if strict else '>='} {minimum}, got {text}"
-            )
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its "invalid int" message
-    return parse
+#: Command modules in the order ``mfclip --help`` lists their commands.
+COMMANDS = (model, data, train, evaluate, protocol, detect, serve, export, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import importlib
-
+    """The top-level parser with every command registered (also used to check the docs)."""
     parser = argparse.ArgumentParser(
         prog="mfclip",
         description="MFCLIP: detect forged and diffusion-generated face images.",
@@ -56,12 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mfclip {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; errors mfclip raises on purpose become one line and exit status 1."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # argparse cannot take positionals after an option (`create P --out D a=b`); overrides can.
@@ -83,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, RuntimeError) as exc:
+    except (MFCLIPError, ValueError, OSError, RuntimeError) as exc:
         if args.verbose:
             raise
         print(f"mfclip: error: {exc}", file=sys.stderr)

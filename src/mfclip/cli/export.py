@@ -23,7 +23,7 @@ def _batch(value: str) -> int | None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import export_onnx
+    from ..export import export_onnx
 
     try:
         result = export_onnx(

@@ -1,8 +1,12 @@
 """Image decoding that never surprises: always RGB, upright, or one clear error.
 
-Every failure mode (missing, empty, not an image, truncated, too large, unsupported mode)
-becomes :class:`ImageDecodeError` naming the file and the reason, so a data check can list
-all problems at once and a training loop can skip a file without guessing what went wrong.
+The one decoder of the package: training, evaluation, detection, the service (straight from
+the uploaded bytes, no temporary file) and the torch-free ONNX runtime all call
+:func:`decode_image`. It takes a path, ``bytes`` or a binary file object. Every failure mode
+(missing, empty, not an image, truncated, too large, unsupported mode) becomes
+:class:`ImageDecodeError` naming the source and the reason, so a data check can list all
+problems at once and a training loop can skip a file without guessing what went wrong.
+Needs numpy and Pillow only.
 """
 
 from __future__ import annotations
@@ -12,13 +16,21 @@ import os
 import threading
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageDecodeError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageDecodeError", "load_image", "to_rgb"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ImageDecodeError",
+    "ImageSource",
+    "decode_image",
+    "load_image",
+    "to_rgb",
+]
 
 #: Decompression-bomb limit (pixels); PIL's default, enforced here regardless of PIL's global.
 DEFAULT_MAX_PIXELS = 178_956_970
@@ -95,8 +107,11 @@ def _check_file(path: Path) -> None:
 
 _PIL_LIMIT_LOCK = threading.Lock()
 
+#: What :func:`decode_image` reads: a path, the encoded bytes, or a binary file object.
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
-def _open(path: Path, max_pixels: int | None) -> Image.Image:
+
+def _open(source: Path | BinaryIO, max_pixels: int | None) -> Image.Image:
     """``Image.open`` with PIL's own bomb check matched to ``max_pixels``.
 
     PIL refuses images above its global ``MAX_IMAGE_PIXELS``; when the caller allows more,
@@ -104,32 +119,57 @@ def _open(path: Path, max_pixels: int | None) -> Image.Image:
     """
     pil_limit = Image.MAX_IMAGE_PIXELS
     if pil_limit is None or (max_pixels is not None and max_pixels <= pil_limit):
-        return Image.open(path)
+        return Image.open(source)
     with _PIL_LIMIT_LOCK:
         Image.MAX_IMAGE_PIXELS = None
         try:
-            return Image.open(path)
+            return Image.open(source)
         finally:
             Image.MAX_IMAGE_PIXELS = pil_limit
 
 
-def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode ``path`` to an upright RGB ``PIL.Image`` (first frame of animations).
+def _stream(source: ImageSource, name: str | None) -> tuple[Path | BinaryIO, str]:
+    """The object to hand to PIL and the name errors carry; checks files and empty input."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        label = name or "<bytes>"
+        if not data:
+            raise ImageDecodeError(label, "empty file (0 bytes)")
+        return io.BytesIO(data), label
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        _check_file(path)
+        return path, name or str(path)
+    if hasattr(source, "read"):
+        label = name or str(getattr(source, "name", "<file object>"))
+        data = source.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"{label}: file objects must be opened in binary mode")
+        if not data:
+            raise ImageDecodeError(label, "empty file (0 bytes)")
+        return io.BytesIO(data), label
+    raise TypeError(f"expected a path, bytes or a binary file object, got {type(source).__name__}")
 
-    EXIF orientation is applied; grey, palette, alpha, CMYK and 16-bit images are converted
-    to RGB. ``max_pixels`` (``None``: no limit) guards against decompression bombs.
-    Raises :class:`ImageDecodeError` (a ``ValueError``) naming the file and the reason.
+
+def decode_image(
+    source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str | None = None
+) -> Image.Image:
+    """Decode ``source`` to an upright RGB ``PIL.Image`` (first frame of animations).
+
+    EXIF orientation is applied; grey, palette, alpha (over white), CMYK (through its ICC
+    profile) and 16-bit images are converted to 8-bit RGB. ``max_pixels`` (``None``: no
+    limit) guards against decompression bombs. ``name`` labels errors for bytes and streams.
+    Raises :class:`ImageDecodeError` (a ``ValueError``) naming the source and the reason.
     """
-    path = Path(path)
-    _check_file(path)
+    stream, label = _stream(source, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with _open(path, max_pixels) as image:
+            with _open(stream, max_pixels) as image:
                 width, height = image.size
                 if max_pixels is not None and width * height > max_pixels:
                     raise ImageDecodeError(
-                        path,
+                        label,
                         f"decompression bomb: {width}x{height} = {width * height} pixels, "
                         f"above the limit of {max_pixels} pixels",
                     )
@@ -140,13 +180,18 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(path, f"decompression bomb: {exc}") from None
+        raise ImageDecodeError(label, f"decompression bomb: {exc}") from None
     except UnidentifiedImageError:
-        raise ImageDecodeError(path, "not an image (unrecognised or unsupported format)") from None
+        raise ImageDecodeError(label, "not an image (unrecognised or unsupported format)") from None
     except (OSError, SyntaxError, EOFError) as exc:
         text = str(exc) or type(exc).__name__
         if "truncated" in text.lower() or isinstance(exc, EOFError):
-            raise ImageDecodeError(path, f"truncated image: {text}") from None
-        raise ImageDecodeError(path, f"corrupt or unreadable image: {text}") from None
+            raise ImageDecodeError(label, f"truncated image: {text}") from None
+        raise ImageDecodeError(label, f"corrupt or unreadable image: {text}") from None
     except (ValueError, MemoryError, Image.DecompressionBombWarning) as exc:
-        raise ImageDecodeError(path, f"cannot decode image: {exc}") from None
+        raise ImageDecodeError(label, f"cannot decode image: {exc}") from None
+
+
+def load_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """:func:`decode_image` for a file path (the name most callers know)."""
+    return decode_image(path, max_pixels)

@@ -1,4 +1,5 @@
-"""``mfclip models`` and ``mfclip model create|info``: presets and saved models from the shell."""
+"""``mfclip models``, ``mfclip model create|info`` and ``mfclip config``: presets and saved
+models from the shell."""
 
 from __future__ import annotations
 
@@ -33,14 +34,21 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _load_any(target: str, overrides: list[str]) -> Any:
-    from ..factory import create_model
-    from .mfclip import MFCLIP
+    """A preset or YAML config is built; anything else is loaded like ``detect --model`` does.
 
-    if Path(target).is_dir():
-        if overrides:
-            raise ValueError("overrides apply to presets, not to a saved model directory")
-        return MFCLIP.from_pretrained(target)
-    return create_model(target, overrides=overrides)
+    A bare name that is neither a path nor ``org/name`` goes to the preset lookup, so a
+    mistyped preset gets the list of presets rather than a failed hub download.
+    """
+    from ..factory import create_model
+    from ..loading import load_model
+    from ..presets import PRESETS
+
+    is_config = target in PRESETS or Path(target).suffix in (".yaml", ".yml")
+    if is_config or ("/" not in target and not Path(target).exists()):
+        return create_model(target, overrides=overrides)
+    if overrides:
+        raise ValueError("overrides apply to presets and YAML configs, not to a saved model")
+    return load_model(target, device="cpu")
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -94,9 +102,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("overrides", nargs="*", help="config overrides such as spa.mode=off")
     c.set_defaults(func=_create)
     i = msub.add_parser(
-        "info", help="parameter counts and preprocessing of a preset or saved model"
+        "info", help="parameter counts and preprocessing of a preset or a saved model"
     )
-    i.add_argument("target", help="preset name, YAML model config, or saved model directory")
+    i.add_argument(
+        "target", help="preset name, YAML model config, model dir, run folder, or hub repo id"
+    )
     i.add_argument("overrides", nargs="*", help="config overrides such as noise.enabled=false")
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(func=_info)

@@ -29,10 +29,10 @@ def _print_warnings(warnings: list[str]) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .importers import index_dataset
-    from .manifest import write_manifest
-    from .splits import parse_ratios
-    from .summary import summarize
+    from ..data.importers import index_dataset
+    from ..data.manifest import write_manifest
+    from ..data.splits import parse_ratios
+    from ..data.summary import summarize
 
     options: dict[str, Any] = {}
     if args.layout == "deepfakebench":
@@ -59,8 +59,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import check_records
-    from .manifest import read_manifest
+    from ..data.check import check_records
+    from ..data.manifest import read_manifest
 
     records = read_manifest(args.manifest)
     root = Path(args.root) if args.root else Path(args.manifest).parent
@@ -75,10 +75,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_faces(args: argparse.Namespace) -> int:
-    from .faces import FaceOptions, extract_faces
-    from .importers import index_dataset
-    from .manifest import read_manifest, write_manifest
-    from .summary import format_table
+    from ..data.faces import FaceOptions, extract_faces
+    from ..data.importers import index_dataset
+    from ..data.manifest import read_manifest, write_manifest
+    from ..data.summary import format_table
 
     source = Path(args.input)
     if source.is_dir():

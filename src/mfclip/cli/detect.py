@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import at_least
+from .common import at_least
 
 __all__ = ["register"]
 
@@ -27,7 +27,7 @@ def _cell(value: object) -> str:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from .infer import Detector, expand_inputs
+    from ..infer import Detector, expand_inputs
 
     paths = expand_inputs(args.paths)
     if not paths:

@@ -16,8 +16,8 @@ def default_run_dir(config_path: str) -> Path:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import load_train_config
-    from .trainer import Trainer
+    from ..train.config import load_train_config
+    from ..train.trainer import Trainer
 
     config = load_train_config(args.config, args.overrides)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config)

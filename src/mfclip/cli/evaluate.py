@@ -9,7 +9,7 @@ __all__ = ["register"]
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .runner import EvalOptions, evaluate
+    from ..evaluate.runner import EvalOptions, evaluate
 
     out = Path(args.out) if args.out else Path(args.model) / "eval" / Path(args.data).stem
     options = EvalOptions(
