@@ -1,6 +1,6 @@
 """Target 4: the detect input pipeline, share of wall time spent waiting for decoded images.
 
-Runs ``mfclip.infer.Detector.detect_paths`` (what ``mfclip detect`` runs) on a temporary
+Runs ``mfclip.Detector.detect_paths`` (what ``mfclip detect`` runs) on a temporary
 folder of JPEGs at 256-512 px (face images from ``../shared/data/faces-sample`` rescaled
 when that folder exists, generated textures otherwise), with 2 decoding threads and batch 32
 (worker processes and inline decoding for comparison), and reads ``Detector.stats``:
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     common.setup(args)
-    from mfclip.infer import Detector
+    from mfclip import Detector
 
     n_tiny = args.images or (48 if args.quick else 200)
     sizes = {"tiny": n_tiny}

@@ -66,3 +66,17 @@ def test_info_on_a_missing_path_is_one_line(tmp_path, capsys):
     assert main(["model", "info", str(missing)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not exist" in err and str(missing) in err
+
+
+def test_help_imports_no_heavy_library():
+    """Command modules import torch & co. inside their functions, so `mfclip --help` is fast."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from mfclip.cli import build_parser; build_parser(); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'torch', 'transformers', 'numpy', 'PIL', 'cv2', 'yaml', 'fastapi'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mfclip.cli.data import register  # noqa: F401  (the CLI module imports cleanly)
 from mfclip.data import ImageDecodeError, Record, load_image, write_manifest
 from mfclip.data.check import check_records
-from mfclip.cli.data import register  # noqa: F401  (the CLI module imports cleanly)
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 

@@ -44,10 +44,14 @@ def test_haar_finds_the_face_in_a_real_photograph(astronaut: np.ndarray) -> None
 
 def test_crop_is_square_with_margin_and_keeps_rgb(astronaut: np.ndarray) -> None:
     box = FaceBox(177, 66, 95, 95)
-    crop = crop_face(astronaut, box, margin=1.3, size=64)
+    face = crop_face(astronaut, box, margin=1.3, size=64)
+    crop = face.pixels
     assert crop.shape == (64, 64, 3) and crop.dtype == np.uint8
     x0, y0, side = square_region(box, 1.3, 512, 512)
     assert side == round(95 * 1.3)
+    # The placement maps the crop's corners back to the square region of the photograph.
+    assert face.placement.to_source([0, 0, 64, 64]) == [x0, y0, x0 + side, y0 + side]
+    assert face.box == [177, 66, 272, 161]
     reference = cv2.resize(
         astronaut[y0 : y0 + side, x0 : x0 + side], (64, 64), interpolation=cv2.INTER_AREA
     )

@@ -19,7 +19,7 @@ from mfclip.data import (
     parse_perturbations,
     self_blend,
 )
-from mfclip.data.transforms import normalize, to_tensor
+from mfclip.data.transforms import to_chw
 
 
 def photo(width: int = 300, height: int = 200, seed: int = 0) -> Image.Image:
@@ -46,35 +46,33 @@ def test_eval_transform_matches_clip_image_processor() -> None:
     )
     expected = processor(images=image, return_tensors="np")["pixel_values"][0]
     got = build_eval_transform(pre)(image)
-    assert got.dtype == torch.float32 and got.shape == (3, 224, 224)
-    assert np.abs(got.numpy() - expected).max() < 1e-5
+    assert got.dtype == torch.uint8 and got.shape == (3, 224, 224)
+    # The model normalises inside: (x / 255 - mean) / std, as CLIP's processor does outside.
+    mean = torch.tensor(pre.mean).view(3, 1, 1)
+    std = torch.tensor(pre.std).view(3, 1, 1)
+    normalised = (got.float() / 255.0 - mean) / std
+    assert np.abs(normalised.numpy() - expected).max() < 1e-5
 
 
 def test_eval_transform_follows_preprocess_config() -> None:
     pre = PreprocessConfig(image_size=32, resize=40, mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])
     image = Image.new("RGB", (80, 50), (255, 0, 0))
     out = build_eval_transform(pre)(image)
-    assert out.shape == (3, 32, 32)
-    assert torch.allclose(out[0], torch.ones(32, 32)) and torch.allclose(
-        out[1], -torch.ones(32, 32)
-    )
-    assert torch.allclose(
-        normalize(to_tensor(image), [0.0] * 3, [1.0] * 3)[:, 0, 0], torch.tensor([1.0, 0, 0])
-    )
+    assert out.shape == (3, 32, 32) and out.dtype == torch.uint8
+    assert bool((out[0] == 255).all()) and bool((out[1:] == 0).all())
 
 
-def test_batched_uint8_path_is_bit_identical_to_the_float_path() -> None:
-    """Workers send uint8 crops and the batch is normalised once: same numbers as before."""
+def test_eval_transform_is_the_model_geometry_in_channels_first_uint8() -> None:
+    """The transform's tensor is exactly the shared geometry's crop, channels first."""
+    from mfclip.preprocess.geometry import fit
+
     pre = PreprocessConfig()
     transform = build_eval_transform(pre)
-    images = [photo(301, 203, seed=1), photo(224, 224, seed=2), photo(150, 400, seed=3)]
-    crops = [transform.pixels(im) for im in images]
-    assert all(c.dtype == np.uint8 and c.shape == (224, 224, 3) for c in crops)
-    batch = transform.to_batch(torch.from_numpy(np.stack(crops)))
-    for image, crop, row in zip(images, crops, batch, strict=True):
-        reference = normalize(to_tensor(Image.fromarray(crop)), pre.mean, pre.std)
-        assert torch.equal(row, reference)
-        assert torch.equal(transform(image), row)
+    for image in (photo(301, 203, seed=1), photo(224, 224, seed=2), photo(150, 400, seed=3)):
+        crop, _ = fit(image, pre)
+        assert crop.dtype == np.uint8 and crop.shape == (224, 224, 3)
+        assert torch.equal(transform(image), to_chw(crop))
+        assert np.array_equal(transform.pixels(image), crop)
 
 
 def test_train_transform_is_seeded_and_varies() -> None:

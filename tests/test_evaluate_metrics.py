@@ -1,13 +1,14 @@
-"""mfclip.evaluate.metrics against scikit-learn and brute-force references."""
+"""mfclip.evaluate.metrics against float64 brute-force references (not scikit-learn)."""
 
 from __future__ import annotations
 
 import itertools
 import math
+import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pytest
-from sklearn import metrics as skm
 
 from mfclip.evaluate import metrics as M
 
@@ -35,49 +36,131 @@ def _cases(n_cases: int = 120, seed: int = 0):
 CASES = _cases()
 
 
-# --------------------------------------------------------------------------- vs scikit-learn
+# --------------------------------------------------------------------------- references
+# Brute-force float64 definitions, written independently of scikit-learn (which the
+# implementation calls): every count is taken directly at every candidate threshold.
 
 
-def test_auc_ap_match_sklearn_on_many_random_sets() -> None:
-    for y, s in CASES:
-        assert M.roc_auc(y, s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
-        assert M.average_precision(y, s) == pytest.approx(
-            skm.average_precision_score(y, s), abs=1e-12
+def _counts_at_thresholds(y: np.ndarray, s: np.ndarray) -> list[tuple[float, int, int]]:
+    """(threshold, true positives, false positives) at each distinct score, highest first."""
+    pos, neg = s[y == 1], s[y == 0]
+    return [
+        (t, int(np.sum(pos >= t)), int(np.sum(neg >= t)))
+        for t in sorted(set(s.tolist()), reverse=True)
+    ]
+
+
+def _ref_auc(y: np.ndarray, s: np.ndarray) -> float:
+    """Fraction of (fake, real) pairs ranked correctly; a tied pair counts 1/2."""
+    pos, neg = s[y == 1], s[y == 0]
+    twice = sum(2 * int(np.sum(p > neg)) + int(np.sum(p == neg)) for p in pos)
+    return twice / (2 * len(pos) * len(neg))
+
+
+def _ref_ap(y: np.ndarray, s: np.ndarray) -> float:
+    """sum_k (R_k - R_{k-1}) P_k over the distinct thresholds, R_0 = 0."""
+    n_pos = int(np.sum(y == 1))
+    ap, prev_recall = 0.0, 0.0
+    for _, tp, fp in _counts_at_thresholds(y, s):
+        recall = tp / n_pos
+        ap += (recall - prev_recall) * (tp / (tp + fp))
+        prev_recall = recall
+    return ap
+
+
+def _keep(
+    points: list[tuple[float, int, int]], rule: Callable[..., bool]
+) -> list[tuple[float, int, int]]:
+    """Endpoints plus the interior points for which ``rule(prev, point, next)`` holds."""
+    if len(points) <= 2:
+        return points
+    inner = [points[i] for i in range(1, len(points) - 1) if rule(*points[i - 1 : i + 2])]
+    return [points[0], *inner, points[-1]]
+
+
+def _ref_roc(y: np.ndarray, s: np.ndarray, drop: bool):
+    points = _counts_at_thresholds(y, s)
+    if drop:  # drop a point on a straight, evenly spaced run (both second differences 0)
+        points = _keep(
+            points, lambda a, b, c: a[1] - 2 * b[1] + c[1] != 0 or a[2] - 2 * b[2] + c[2] != 0
         )
+    n_pos, n_neg = int(np.sum(y == 1)), int(np.sum(y == 0))
+    thr = [math.inf] + [t for t, _, _ in points]
+    tpr = [0.0] + [tp / n_pos for _, tp, _ in points]
+    fpr = [0.0] + [fp / n_neg for _, _, fp in points]
+    return np.array(fpr), np.array(tpr), np.array(thr)
+
+
+def _ref_pr(y: np.ndarray, s: np.ndarray, drop: bool):
+    points = _counts_at_thresholds(y, s)
+    if drop:  # drop a point whose true-positive count equals both neighbours'
+        points = _keep(points, lambda a, b, c: a[1] != b[1] or b[1] != c[1])
+    n_pos = int(np.sum(y == 1))
+    points = points[::-1]  # increasing threshold, decreasing recall
+    precision = [tp / (tp + fp) for _, tp, fp in points] + [1.0]
+    recall = [tp / n_pos for _, tp, _ in points] + [0.0]
+    return np.array(precision), np.array(recall), np.array([t for t, _, _ in points])
+
+
+def _ref_accuracy(y: np.ndarray, s: np.ndarray, thr: float) -> tuple[float, float]:
+    """(accuracy, balanced accuracy) by counting each decision."""
+    correct = [(float(v) >= thr) == (int(c) == 1) for c, v in zip(y, s, strict=True)]
+    per_class = [
+        sum(ok for ok, c in zip(correct, y, strict=True) if c == k) / int(np.sum(y == k))
+        for k in (0, 1)
+        if np.any(y == k)
+    ]
+    return sum(correct) / len(correct), sum(per_class) / len(per_class)
+
+
+def test_references_on_a_hand_worked_example() -> None:
+    # Scores 0.8 (fake), 0.5 (fake, real), 0.2 (real): 3 of 4 pairs won, one tie.
+    y = np.array([1, 1, 0, 0])
+    s = np.array([0.8, 0.5, 0.5, 0.2])
+    assert _ref_auc(y, s) == 0.875
+    # Thresholds 0.8, 0.5, 0.2 -> (R, P) = (1/2, 1), (1, 2/3), (1, 1/2).
+    assert _ref_ap(y, s) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3, abs=1e-15)
+    assert M.roc_auc(y, s) == pytest.approx(0.875, abs=1e-15)
+    assert M.average_precision(y, s) == pytest.approx(5 / 6, abs=1e-15)
+
+
+# --------------------------------------------------------------------------- vs references
+
+
+def test_auc_ap_match_bruteforce_on_many_random_sets() -> None:
+    for y, s in CASES:
+        assert M.roc_auc(y, s) == pytest.approx(_ref_auc(y, s), abs=1e-12)
+        assert M.average_precision(y, s) == pytest.approx(_ref_ap(y, s), abs=1e-12)
 
 
 @pytest.mark.parametrize("drop", [False, True])
-def test_curves_match_sklearn(drop: bool) -> None:
+def test_curves_match_bruteforce(drop: bool) -> None:
     for y, s in CASES:
         for ours, ref in zip(
-            M.roc_curve(y, s, drop_intermediate=drop),
-            skm.roc_curve(y, s, drop_intermediate=drop),
-            strict=True,
+            M.roc_curve(y, s, drop_intermediate=drop), _ref_roc(y, s, drop), strict=True
         ):
+            assert ours.dtype == np.float64
             np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)
         for ours, ref in zip(
-            M.pr_curve(y, s, drop_intermediate=drop),
-            skm.precision_recall_curve(y, s, drop_intermediate=drop),
-            strict=True,
+            M.pr_curve(y, s, drop_intermediate=drop), _ref_pr(y, s, drop), strict=True
         ):
             np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)
 
 
-def test_accuracy_and_balanced_accuracy_match_sklearn() -> None:
-    for y, s in CASES:
+def test_accuracy_and_balanced_accuracy_match_counting() -> None:
+    for y, s in CASES[:60]:
         # Include a threshold equal to a score value: ties must count as fake (>=).
         for thr in (0.5, float(np.median(s)), float(s[0])):
-            pred = (s >= thr).astype(int)
-            assert M.accuracy(y, s, thr) == pytest.approx(skm.accuracy_score(y, pred), abs=1e-15)
-            assert M.balanced_accuracy(y, s, thr) == pytest.approx(
-                skm.balanced_accuracy_score(y, pred), abs=1e-15
-            )
+            acc, bacc = _ref_accuracy(y, s, thr)
+            assert M.accuracy(y, s, thr) == pytest.approx(acc, abs=1e-15)
+            assert M.balanced_accuracy(y, s, thr) == pytest.approx(bacc, abs=1e-15)
 
 
 def test_auc_accepts_bool_and_list_inputs() -> None:
     y = [False, True, True, False, True]
     s = [0.1, 0.9, 0.4, 0.4, 0.2]
-    assert M.roc_auc(y, s) == pytest.approx(skm.roc_auc_score(y, s))
+    # Pairs won: 0.9 beats both reals, 0.4 beats 0.1 and ties 0.4, 0.2 beats 0.1 -> 4.5 / 6.
+    assert M.roc_auc(y, s) == pytest.approx(0.75, abs=1e-15)
 
 
 # --------------------------------------------------------------------------- EER
@@ -173,96 +256,6 @@ def test_video_scores_group_length_mismatch() -> None:
         M.video_scores(["a"], [0, 1], [0.1, 0.2])
 
 
-# --------------------------------------------------------------------------- bootstrap
-
-
-def test_bootstrap_deterministic_and_seed_dependent() -> None:
-    y, s = CASES[0]
-    a = M.bootstrap_ci(M.roc_auc, y, s, n=200, seed=7)
-    b = M.bootstrap_ci(M.roc_auc, y, s, n=200, seed=7)
-    c = M.bootstrap_ci(M.roc_auc, y, s, n=200, seed=8)
-    assert a == b
-    assert a != c
-    assert a[0] <= a[1]
-
-
-def test_bootstrap_ci_contains_point_estimate_and_shrinks_with_alpha() -> None:
-    rng = np.random.default_rng(1)
-    y = rng.integers(0, 2, 500)
-    s = rng.normal(size=500) + 2.0 * y
-    auc = M.roc_auc(y, s)
-    lo, hi = M.bootstrap_ci(M.roc_auc, y, s, n=500)
-    assert lo < auc < hi
-    assert 0.0 < hi - lo < 0.1
-    lo2, hi2 = M.bootstrap_ci(M.roc_auc, y, s, n=500, alpha=0.5)
-    assert lo <= lo2 < hi2 <= hi
-
-
-def test_bootstrap_is_stratified() -> None:
-    y = np.array([0] * 30 + [1] * 3)
-    s = np.linspace(0, 1, y.size)
-    seen: list[tuple[int, int]] = []
-
-    def record(yb: np.ndarray, sb: np.ndarray) -> float:
-        seen.append((int((yb == 0).sum()), int((yb == 1).sum())))
-        return M.roc_auc(yb, sb)
-
-    lo, hi = M.bootstrap_ci(record, y, s, n=100)
-    assert set(seen) == {(30, 3)}
-    assert not (math.isnan(lo) or math.isnan(hi))
-
-
-def test_bootstrap_groups_resamples_whole_videos() -> None:
-    rng = np.random.default_rng(2)
-    n_videos, frames = 20, 5
-    groups = np.repeat(np.arange(n_videos), frames)
-    y = np.repeat(np.arange(n_videos) % 2, frames)
-    # Score encodes (video, frame) uniquely so a resample can be decoded.
-    s = groups + np.tile(np.arange(frames), n_videos) / 10 + rng.random(groups.size) * 1e-3
-    checked = []
-
-    def check(yb: np.ndarray, sb: np.ndarray) -> float:
-        vids = np.floor(sb).astype(int)
-        for v in np.unique(vids):
-            frame_ids = np.round((sb[vids == v] - v) * 10).astype(int) % frames
-            counts = np.bincount(frame_ids, minlength=frames)
-            assert counts.min() == counts.max() >= 1  # each frame of the video k times
-        checked.append(len(np.unique(vids)) < n_videos)
-        return 0.0
-
-    M.bootstrap_ci(check, y, s, n=50, groups=groups)
-    assert len(checked) == 50
-    assert any(checked)  # some videos were left out, i.e. units really are resampled
-
-
-def test_summarize_fast_bootstrap_equals_generic_bootstrap() -> None:
-    rng = np.random.default_rng(4)
-    groups = np.repeat(np.arange(40), 6)
-    y = np.repeat(rng.integers(0, 2, 40), 6)
-    y[:6], y[6:12] = 0, 1
-    s = np.round(rng.random(y.size) * 0.7 + 0.3 * y, 2)
-    fns = {
-        "auc": M.roc_auc,
-        "ap": M.average_precision,
-        "eer": lambda a, b: M.eer(a, b)[0],
-        "acc@0.5": lambda a, b: M.accuracy(a, b, 0.5),
-        "acc@thr": lambda a, b: M.accuracy(a, b, 0.42),
-    }
-    for g in (None, groups):
-        res = M.summarize(y, s, threshold=0.42, groups=g, bootstrap=150, seed=3)
-        for key, fn in fns.items():
-            ref = M.bootstrap_ci(fn, y, s, n=150, seed=3, groups=g)
-            np.testing.assert_allclose(res[f"{key}_ci"], ref, rtol=0, atol=1e-12)
-
-
-def test_bootstrap_argument_errors() -> None:
-    y, s = CASES[0]
-    with pytest.raises(ValueError, match="resamples"):
-        M.bootstrap_ci(M.roc_auc, y, s, n=0)
-    with pytest.raises(ValueError, match="alpha"):
-        M.bootstrap_ci(M.roc_auc, y, s, alpha=1.5)
-
-
 # --------------------------------------------------------------------------- edge cases
 
 
@@ -279,6 +272,42 @@ def test_single_class_gives_nan(label: int) -> None:
     res = M.summarize(y, s, bootstrap=10)
     assert math.isnan(res["auc"]) and math.isnan(res["auc_ci"][0])
     assert res["acc@0.5"] == M.accuracy(y, s)
+
+
+def test_single_class_curves_and_no_warnings() -> None:
+    s = [0.1, 0.2, 0.2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn's single-class warnings stay inside
+        precision, recall, thr = M.pr_curve([0, 0, 0], s)
+        np.testing.assert_array_equal(precision, [0.0, 0.0, 1.0])
+        assert np.isnan(recall[:-1]).all() and recall[-1] == 0.0
+        np.testing.assert_array_equal(thr, [0.1, 0.2])
+        precision, recall, _ = M.pr_curve([1, 1, 1], s)
+        np.testing.assert_array_equal(precision, [1.0, 1.0, 1.0])
+        np.testing.assert_allclose(recall, [1.0, 2 / 3, 0.0], rtol=0, atol=1e-15)
+        fpr, tpr, thr = M.roc_curve([1, 1, 1], s)
+        assert np.isnan(fpr).all()
+        np.testing.assert_allclose(tpr, [0.0, 2 / 3, 1.0], rtol=0, atol=1e-15)
+        np.testing.assert_array_equal(thr, [math.inf, 0.2, 0.1])
+        for labels in ([0, 0, 0], [1, 1, 1]):
+            M.roc_curve(labels, s, drop_intermediate=True)
+            M.summarize(labels, s, threshold=0.15, groups=[0, 1, 2], bootstrap=5)
+
+
+def test_single_sample_is_defined_where_it_can_be() -> None:
+    assert math.isnan(M.roc_auc([1], [0.3]))
+    assert M.accuracy([1], [0.3], 0.5) == 0.0
+    assert M.threshold_for_best_accuracy([1], [0.3]) == 0.3
+
+
+def test_to_columns_rows_and_columns() -> None:
+    rows = [{"label": 0, "score": 0.1}, {"label": 1, "generator": "DDPM"}]
+    assert M.to_columns(rows) == {
+        "label": [0, 1],
+        "score": [0.1, None],
+        "generator": [None, "DDPM"],
+    }
+    assert M.to_columns({"a": (1, 2)}) == {"a": [1, 2]}
 
 
 @pytest.mark.parametrize(
@@ -339,10 +368,10 @@ def test_breakdown_pairs_each_generator_with_all_reals() -> None:
     y, s = np.array(labels), scores
     for gen in ("DDPM", "DiffAE"):
         mask = (y == 0) | (np.array(gens) == gen)
-        assert res[gen]["auc"] == pytest.approx(skm.roc_auc_score(y[mask], s[mask]))
+        assert res[gen]["auc"] == pytest.approx(_ref_auc(y[mask], s[mask]), abs=1e-12)
         assert res[gen]["n_real"] == 50
         assert res[gen]["n_fake"] == gens.count(gen)
-    assert res["all"]["auc"] == pytest.approx(skm.roc_auc_score(y, s))
+    assert res["all"]["auc"] == pytest.approx(_ref_auc(y, s), abs=1e-12)
     # A list of row dicts gives the same result as a dict of columns.
     rows = [
         {"label": a, "score": b, "generator": c} for a, b, c in zip(*cols.values(), strict=True)

@@ -20,6 +20,7 @@ from torch import nn
 
 import mfclip
 from mfclip import cli
+from mfclip.cli.export import register
 from mfclip.data.transforms import build_eval_transform
 from mfclip.export import (
     DEFAULT_ATOL,
@@ -32,7 +33,6 @@ from mfclip.export import (
     preprocess_image,
     read_metadata,
 )
-from mfclip.cli.export import register
 from mfclip.model.noise import (
     NoiseBranch,
     _pair_weight_sums,

@@ -13,7 +13,7 @@ from PIL import Image
 
 import mfclip
 from mfclip.cli import main
-from mfclip.infer import Detection, Detector
+from mfclip import Detection, Detector
 
 
 @pytest.fixture(scope="module")

@@ -122,6 +122,10 @@ def test_load_tolerates_ddp_prefix_and_position_ids(tiny_model, tmp_path):
     state = {f"module.{k}": v for k, v in state.items()}
     state["module.text.tower.text_model.embeddings.position_ids"] = torch.arange(77)[None]
     save_file(state, str(path / "model.safetensors"))
+    # Weights written by other tooling: the folder carries no checksum of them.
+    meta = json.loads((path / "config.json").read_text())
+    del meta["weights_sha256"]
+    (path / "config.json").write_text(json.dumps(meta))
     loaded = MFCLIP.from_pretrained(path).eval()
     images, _, _ = random_batch(tiny_model, batch=2)
     assert torch.equal(loaded.predict(images).fake_prob, tiny_model.predict(images).fake_prob)
@@ -140,7 +144,7 @@ def test_mismatched_architecture_is_refused(tiny_model, tmp_path):
 
 
 def test_not_a_model_directory(tmp_path):
-    with pytest.raises(CheckpointError, match=r"config\.json is missing"):
+    with pytest.raises(CheckpointError, match=r"no config\.json"):
         MFCLIP.from_pretrained(tmp_path)
 
 

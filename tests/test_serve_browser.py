@@ -49,7 +49,7 @@ def detector(tmp_path_factory: pytest.TempPathFactory) -> Any:
     import torch
 
     import mfclip
-    from mfclip.infer import Detector
+    from mfclip import Detector
 
     torch.manual_seed(0)
     model_dir = tmp_path_factory.mktemp("serve-browser") / "model"

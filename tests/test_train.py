@@ -170,3 +170,19 @@ def test_config_errors_name_the_field(manifest):
         config(manifest, "data.batch_size=0")
     with pytest.raises(ConfigError, match=r"unknown config key 'optim\.learning_rate'"):
         config(manifest, "optim.learning_rate=1")
+
+
+def test_run_folder_files_get_the_umask_modes(manifest, tmp_path):
+    """Another account can read a trained model: no file keeps mkstemp's private mode 0600."""
+    old = os.umask(0o022)
+    try:
+        cfg = config(manifest, "epochs=1", "max_steps_per_epoch=1")
+        result = Trainer(cfg, tmp_path / "run", progress=False).fit()
+    finally:
+        os.umask(old)
+    run, ckpt = tmp_path / "run", result.best_checkpoint
+    files = [run / name for name in ("config.yaml", "run.json", "best.json", "last.json")]
+    files += [ckpt / name for name in ("config.json", "model.safetensors", "resume.pt")]
+    modes = {str(p.relative_to(run)): oct(p.stat().st_mode & 0o777) for p in files}
+    assert modes == dict.fromkeys(modes, "0o644")
+    assert oct(ckpt.stat().st_mode & 0o777) == "0o755"

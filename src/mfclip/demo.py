@@ -190,7 +190,7 @@ def run_demo(
     from .data.manifest import read_manifest, resolve_path
     from .data.summary import summarize
     from .evaluate.runner import EvalOptions, evaluate
-    from .infer import Detector
+    from .inference.detector import Detector
     from .train import Trainer, load_train_config
 
     started = time.perf_counter()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import MFCLIPConfig, _deep_merge, apply_overrides
+from .config import MFCLIPConfig, apply_overrides, deep_merge
 from .model.backbone import load_backbone
 from .model.mfclip import MFCLIP
-from .presets import PRESETS, get_preset
+from .presets import PRESETS, config_from_yaml, get_preset
 
 __all__ = ["create_model", "resolve_config"]
 
@@ -28,10 +28,10 @@ def resolve_config(
     elif isinstance(name_or_config, str) and name_or_config in PRESETS:
         config = get_preset(name_or_config)
     elif Path(name_or_config).suffix in (".yaml", ".yml"):
-        config = MFCLIPConfig.from_yaml(name_or_config)
+        config = config_from_yaml(name_or_config)
     else:
         return get_preset(str(name_or_config))  # raises with the list of presets
-    data = _deep_merge(config.to_dict(), sections)
+    data = deep_merge(config.to_dict(), sections)
     if overrides:
         data = apply_overrides(data, overrides)
     return MFCLIPConfig.from_dict(data)

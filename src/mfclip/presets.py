@@ -1,16 +1,18 @@
 """Named model presets (configs as data, in the spirit of open_clip's model configs).
 
 Each preset is a set of overrides on :class:`~mfclip.config.MFCLIPConfig`'s defaults, so a
-preset file stays short and shows only what differs.
+preset file stays short and shows only what differs. Anything that expands a ``preset:`` key
+lives here, because :mod:`mfclip.config` must not depend on the preset table.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, MFCLIPConfig, _deep_merge, from_dict, to_dict
+from .config import ConfigError, MFCLIPConfig, deep_merge, from_dict, read_model_section, to_dict
 
-__all__ = ["PRESETS", "get_preset", "list_models", "register_preset"]
+__all__ = ["PRESETS", "config_from_yaml", "get_preset", "list_models", "register_preset"]
 
 PRESETS: dict[str, dict[str, Any]] = {
     "mfclip-vit-b16": {
@@ -57,7 +59,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def register_preset(name: str, overrides: dict[str, Any]) -> None:
     """Add a preset (validated at once, so a bad preset fails where it is defined)."""
-    from_dict(MFCLIPConfig, _deep_merge(to_dict(MFCLIPConfig()), overrides)).validate()
+    from_dict(MFCLIPConfig, deep_merge(to_dict(MFCLIPConfig()), overrides)).validate()
     PRESETS[name] = overrides
 
 
@@ -70,6 +72,19 @@ def get_preset(name: str) -> MFCLIPConfig:
     """The full config of a named preset."""
     if name not in PRESETS:
         raise ConfigError(f"unknown model preset '{name}'; available: {', '.join(list_models())}")
-    data = _deep_merge(to_dict(MFCLIPConfig()), PRESETS[name])
+    data = deep_merge(to_dict(MFCLIPConfig()), PRESETS[name])
     data["name"] = name
+    return MFCLIPConfig.from_dict(data)
+
+
+def config_from_yaml(path: str | Path) -> MFCLIPConfig:
+    """Load a model config file; a ``model:`` section is used when present (training configs).
+
+    A ``preset:`` key starts from that preset's full config, and the file's other keys
+    override it.
+    """
+    data = read_model_section(path)
+    preset = data.pop("preset", None)
+    if preset is not None:
+        data = deep_merge(get_preset(preset).to_dict(), data)
     return MFCLIPConfig.from_dict(data)

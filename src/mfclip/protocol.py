@@ -226,7 +226,7 @@ def run_protocol(
     """Index, train every experiment, evaluate it on every test set, write the table."""
     from .evaluate.report import protocol_table
     from .evaluate.runner import EvalOptions, evaluate
-    from .train.checkpoint import read_pointer
+    from .model.persistence import read_pointer
     from .train.config import load_train_config
     from .train.trainer import Trainer
 

@@ -27,7 +27,8 @@ def _cell(value: object) -> str:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from ..infer import Detector, expand_inputs
+    from ..inference.detector import Detector
+    from ..inference.inputs import expand_inputs
 
     paths = expand_inputs(args.paths)
     if not paths:

@@ -53,7 +53,7 @@ def serve(args: argparse.Namespace) -> int:
             f"mfclip serve needs the 'serve' extra ({exc.name} is missing): "
             "pip install 'mfclip[serve]'"
         ) from None
-    from ..infer import Detector
+    from ..inference.detector import Detector
 
     if args.max_wait_ms < 0:
         raise ValueError(f"--max-wait-ms must be >= 0, got {args.max_wait_ms}")

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
 from ..data.dataset import ManifestDataset, collate
 from ..data.perturbations import PerturbedTransform, parse_perturbations
 from ..data.transforms import build_eval_transform
+from ..inference.scoring import Scorer
+from ..loading import load_model
 from ..model.mfclip import MFCLIP
 from . import metrics
 from .report import write_report
@@ -67,28 +68,24 @@ def score_dataset(
     from tqdm.auto import tqdm
 
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
-    device = model.device
+    scorer = Scorer(model, features=features)
+    batches = tqdm(loader, desc=desc, disable=not progress, unit="batch", leave=False)
     records: list[dict[str, Any]] = []
-    model.eval()
-    with torch.no_grad():
-        for batch in tqdm(loader, desc=desc, disable=not progress, unit="batch", leave=False):
-            if batch is None:
-                continue
-            out = model(batch["image"].to(device, non_blocking=True))
-            probs = out.fake_prob.float().cpu().numpy()
-            feats = out.visual_features.float().cpu().numpy() if features else None
-            for i, path in enumerate(batch["path"]):
-                row = {
-                    "path": path,
-                    "group": batch["group"][i],
-                    "label": int(batch["label"][i]),
-                    "score": float(probs[i]),
-                    "generator": batch["generator"][i] or "real",
-                    "forgery_type": batch["forgery_type"][i] or "real",
-                }
-                if feats is not None:
-                    row["feature"] = feats[i]
-                records.append(row)
+    for batch, scores in scorer.batches(batches):
+        probs = scores.fake_prob.numpy()
+        feats = scores.features.numpy() if scores.features is not None else None
+        for i, path in enumerate(batch["path"]):
+            row = {
+                "path": path,
+                "group": batch["group"][i],
+                "label": int(batch["label"][i]),
+                "score": float(probs[i]),
+                "generator": batch["generator"][i] or "real",
+                "forgery_type": batch["forgery_type"][i] or "real",
+            }
+            if feats is not None:
+                row["feature"] = feats[i]
+            records.append(row)
     return records
 
 
@@ -145,16 +142,12 @@ def evaluate(
     options: EvalOptions | None = None,
 ) -> dict[str, Any]:
     """Score ``manifest`` (its ``options.split`` rows) and write every report file."""
-    from ..train.checkpoint import resolve_model_dir
-    from ..train.distributed import pick_device
     from .plots import plot_pr, plot_roc, plot_tsne
 
     opts = options or EvalOptions()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if not isinstance(model, MFCLIP):
-        model = MFCLIP.from_pretrained(resolve_model_dir(model))
-    model = model.to(pick_device(opts.device))
+    model = load_model(model, opts.device)
     threshold = model.threshold
     transform = build_eval_transform(model.config.preprocess)
     dataset = ManifestDataset(manifest, transform, split=opts.split, root=opts.root)

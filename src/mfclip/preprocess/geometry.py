@@ -116,6 +116,6 @@ def fit(image: Image.Image, geometry: InputGeometry) -> tuple[np.ndarray, Placem
     resized = resize_shortest(image, geometry.resize, geometry.interpolation)
     crop_x = (resized.width - geometry.image_size) // 2
     crop_y = (resized.height - geometry.image_size) // 2
-    pixels = np.asarray(center_crop(resized, geometry.image_size))
+    pixels = np.array(center_crop(resized, geometry.image_size))  # writable: torch takes it
     scale = geometry.resize / min(width, height)
     return pixels, Placement((crop_x / scale, crop_y / scale), scale)

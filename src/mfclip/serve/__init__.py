@@ -1,4 +1,4 @@
-"""``mfclip serve``: a local HTTP service and web page around :class:`mfclip.infer.Detector`.
+"""``mfclip serve``: a local HTTP service and web page around :class:`mfclip.Detector`.
 
 FastAPI and uvicorn come with the optional ``serve`` extra (``pip install 'mfclip[serve]'``),
 so nothing here is imported until it is used: ``mfclip --help`` works without them.

@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import re
-import tempfile
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -37,7 +36,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..preprocess.decode import ImageDecodeError, load_image
+from ..preprocess.decode import ImageDecodeError, decode_image
 from ..version import __version__
 
 __all__ = [
@@ -63,7 +62,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
 class DetectorLike(Protocol):
-    """What the service needs from :class:`mfclip.infer.Detector` (fakes work in tests)."""
+    """What the service needs from :class:`mfclip.Detector` (fakes work in tests)."""
 
     def __call__(self, inputs: Any) -> Any: ...
 
@@ -371,13 +370,8 @@ def _json_safe(value: Any) -> Any:
 
 
 def _decode_bytes(data: bytes, max_pixels: int | None) -> Image.Image:
-    """Decode with the project's decoder, which reads files: a private temp file (mode 0600,
-    random name chosen here, deleted on close) carries the bytes; the request names nothing.
-    """
-    with tempfile.NamedTemporaryFile(prefix="mfclip-upload-", suffix=".bin") as tmp:
-        tmp.write(data)
-        tmp.flush()
-        return load_image(tmp.name, max_pixels=max_pixels)
+    """The package's one decoder, straight from the uploaded bytes (no temporary file)."""
+    return decode_image(data, max_pixels=max_pixels, name="upload")
 
 
 def _load_page() -> tuple[str, str]:

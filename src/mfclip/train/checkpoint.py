@@ -9,43 +9,44 @@ Layout of a run folder::
     last.json, best.json pointers to the newest and the best checkpoint
 
 A checkpoint directory is complete before its pointer is replaced with ``os.replace``, so an
-interruption at any moment leaves the previous pointer valid.
+interruption at any moment leaves the previous pointer valid. Every file gets the umask's
+permissions (:mod:`mfclip.fileio`), so another account can read the model. Pointers are read
+with :func:`mfclip.model.persistence.read_pointer`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import tempfile
+import subprocess
+import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from ..fileio import atomic_write, atomic_write_text
+from ..model.persistence import read_pointer
+from ..version import __version__
+
+if TYPE_CHECKING:
+    from ..model.mfclip import MFCLIP
+
 __all__ = [
-    "atomic_write_text",
     "capture_rng",
     "load_resume",
-    "read_pointer",
-    "resolve_model_dir",
+    "prune_checkpoints",
     "restore_rng",
+    "save_checkpoint",
     "save_resume",
     "write_pointer",
+    "write_run_info",
 ]
 
 RESUME_NAME = "resume.pt"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def capture_rng() -> dict[str, Any]:
@@ -79,10 +80,7 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 def save_resume(directory: Path, state: dict[str, Any]) -> None:
     """Write the resume file of a checkpoint (tensors and plain data only: loads safely)."""
-    fd, tmp = tempfile.mkstemp(prefix="resume-tmp-", suffix=".pt", dir=directory)
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, directory / RESUME_NAME)
+    atomic_write(directory / RESUME_NAME, lambda tmp: torch.save(state, tmp))
 
 
 def load_resume(directory: Path) -> dict[str, Any]:
@@ -92,42 +90,61 @@ def load_resume(directory: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def save_checkpoint(
+    run_dir: Path, model: MFCLIP, tag: str, resume: dict[str, Any], info: dict[str, Any]
+) -> Path:
+    """Save ``model`` (with ``info`` as its training record) and its resume file under ``tag``."""
+    directory = run_dir / "checkpoints" / tag
+    model.training_info = dict(info)
+    model.save_pretrained(directory)
+    save_resume(directory, resume)
+    return directory
+
+
 def write_pointer(run_dir: Path, name: str, checkpoint: Path, info: dict[str, Any]) -> None:
     """Point ``<name>.json`` at ``checkpoint`` (relative), atomically."""
     payload = {"checkpoint": str(checkpoint.relative_to(run_dir)), **info}
     atomic_write_text(run_dir / f"{name}.json", json.dumps(payload, indent=2) + "\n")
 
 
-def read_pointer(run_dir: Path, name: str) -> dict[str, Any] | None:
-    path = run_dir / f"{name}.json"
-    if not path.is_file():
-        return None
-    payload = json.loads(path.read_text())
-    payload["path"] = run_dir / payload["checkpoint"]
-    return payload
-
-
-def prune_checkpoints(run_dir: Path, keep: set[Path]) -> None:
-    """Delete checkpoint directories no pointer refers to."""
+def prune_checkpoints(run_dir: Path, keep: set[Path] | None = None) -> None:
+    """Delete checkpoint directories no pointer refers to (``keep``: the best and last ones)."""
     root = run_dir / "checkpoints"
     if not root.is_dir():
         return
+    if keep is None:
+        pointers = (read_pointer(run_dir, name) for name in ("best", "last"))
+        keep = {Path(p["path"]) for p in pointers if p}
     keep = {p.resolve() for p in keep}
     for child in root.iterdir():
         if child.is_dir() and child.resolve() not in keep:
             shutil.rmtree(child, ignore_errors=True)
 
 
-def resolve_model_dir(path: str | Path) -> Path:
-    """A run folder (its best checkpoint, else the last) or a saved model directory."""
-    path = Path(path)
-    if (path / "config.json").is_file():
-        return path
-    for name in ("best", "last"):
-        pointer = read_pointer(path, name)
-        if pointer is not None:
-            return Path(pointer["path"])
-    raise FileNotFoundError(
-        f"'{path}' is neither a saved model (no config.json) nor a run folder "
-        f"(no best.json / last.json)"
-    )
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def write_run_info(run_dir: Path, config_yaml: str, info: dict[str, Any]) -> None:
+    """``config.yaml`` and ``run.json`` (version, commit, command line, ``info``) of a run."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", config_yaml)
+    record = {
+        "mfclip_version": __version__,
+        "git_commit": _git_commit(),
+        **info,
+        "torch": torch.__version__,
+        "argv": sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_text(run_dir / "run.json", json.dumps(record, indent=2) + "\n")

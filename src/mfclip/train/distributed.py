@@ -1,6 +1,7 @@
 """Process-group set-up and collectives for ``torchrun`` (NCCL on GPU, gloo on CPU).
 
 Single-process runs use the same code paths with a world of one, so there is one loop to test.
+The contrastive loss gathers its own features (see :mod:`mfclip.model.losses`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch.distributed as dist
 
 from ..device import pick_device
 
-__all__ = ["DistEnv", "gather_with_grad", "pick_device"]
+__all__ = ["DistEnv", "pick_device"]
 
 
 @dataclass
@@ -79,24 +80,3 @@ class DistEnv:
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
 
-
-def gather_with_grad(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
-    """Concatenate ``tensor`` from all ranks, keeping gradients to every rank's slice.
-
-    The contrastive loss then sees the global batch, as in a single-process run (open_clip's
-    ``gather_with_grad``). Ranks must hold equally sized slices.
-    """
-    if not env.distributed:
-        return tensor
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(tensor.contiguous()), dim=0)
-
-
-def gather_no_grad(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
-    """Concatenate ``tensor`` from all ranks (no gradient), equal slices."""
-    if not env.distributed:
-        return tensor
-    parts = [torch.empty_like(tensor) for _ in range(env.world_size)]
-    dist.all_gather(parts, tensor.contiguous())
-    return torch.cat(parts, dim=0)

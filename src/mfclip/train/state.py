@@ -39,6 +39,10 @@ class TrainState:
     bad_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
+    def position(self) -> str:
+        """``epoch E, batch B`` for log lines (1-based epoch, batches of it already done)."""
+        return f"epoch {self.epoch + 1}, batch {self.batch}"
+
     def to_dict(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in _STATE_KEYS}
 

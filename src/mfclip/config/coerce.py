@@ -114,4 +114,3 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
             raise _unknown_key(cls, key, prefix)
         kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
     return cls(**kwargs)
-

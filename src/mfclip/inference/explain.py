@@ -13,14 +13,16 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-if TYPE_CHECKING:
-    from .infer import Detector, _Sample
+from ..model.mfclip import MFCLIP
+from .prepare import Preparer
+from .sample import Sample
+from .scoring import Scorer
 
 __all__ = ["Explanation", "explain_sample", "relevance_map"]
 
@@ -61,15 +63,17 @@ class Explanation:
         }
 
 
-def _target_module(model: Any) -> torch.nn.Module:
+def _target_module(model: MFCLIP) -> torch.nn.Module:
     encoder = model.visual.global_encoder
     if hasattr(encoder, "vision_model"):
         return encoder.vision_model.encoder.layers[-1]
     return encoder.stem  # official variant: the VGG stem's last feature map
 
 
-def relevance_map(model: Any, pixel_values: torch.Tensor, target: str = "fake") -> np.ndarray:
+def relevance_map(model: MFCLIP, images: torch.Tensor, target: str = "fake") -> np.ndarray:
     """Grad-CAM of the margin of ``target`` (``fake``/``real``) for one image -> ``(S, S)``.
+
+    ``images`` is the model input (uint8, or float in [0, 1]), batch of one.
 
     The map is in [0, 1] (relative relevance; all zeros when nothing supports the target).
     """
@@ -91,7 +95,7 @@ def relevance_map(model: Any, pixel_values: torch.Tensor, target: str = "fake") 
     model.eval()
     try:
         with torch.enable_grad():
-            x = pixel_values.detach().requires_grad_(False)
+            x = images.detach().requires_grad_(False)
             logits = model(x).logits
             (sign * (logits[:, 1] - logits[:, 0])).sum().backward()
     finally:
@@ -108,7 +112,7 @@ def relevance_map(model: Any, pixel_values: torch.Tensor, target: str = "fake") 
         weights = grad.mean(dim=(2, 3), keepdim=True)
         cam = (act * weights).sum(1, keepdim=True)
     cam = torch.relu(cam)
-    size = pixel_values.shape[-1]
+    size = images.shape[-1]
     cam = torch.nn.functional.interpolate(
         cam, size=(size, size), mode="bilinear", align_corners=False
     )
@@ -146,15 +150,15 @@ def _draw_boxes(
     return image
 
 
-def explain_sample(detector: Detector, sample: _Sample) -> Explanation:
-    """Score one prepared sample and draw its explanation panel."""
-    model = detector.model
-    x = detector.preparer.batch([sample], detector.device)
-    with torch.no_grad():
-        out = model(x)
-    prob = float(out.fake_prob[0])
-    label = "fake" if prob >= detector.threshold else "real"
-    patch_box = detector._patch_box(sample, out.boxes[0].cpu() if out.boxes is not None else None)
+def explain_sample(model: MFCLIP, sample: Sample, threshold: float) -> Explanation:
+    """Score one prepared sample (the one scoring loop) and draw its explanation panel."""
+    x = Preparer.batch([sample], model.device)
+    scores = Scorer(model, noise_maps=True)(x)
+    prob = float(scores.fake_prob[0])
+    label = "fake" if prob >= threshold else "real"
+    patch_box = None
+    if scores.boxes is not None:
+        patch_box = sample.placement.to_source(scores.boxes[0].tolist())
     heat = relevance_map(model, x, target=label)
 
     original = sample.rgb if sample.rgb is not None else np.zeros((PANEL, PANEL, 3), np.uint8)
@@ -163,8 +167,8 @@ def explain_sample(detector: Detector, sample: _Sample) -> Explanation:
     ]
     captions = ["input: face (green), richest patch (red)"]
     noise_map = None
-    if out.noise_map is not None:
-        srm = out.noise_map[0].float().cpu().numpy()  # (3, p, p), clipped to +-srm_clip
+    if scores.noise_maps is not None:
+        srm = scores.noise_maps[0].numpy()  # (3, p, p), clipped to +-srm_clip
         clip = float(model.config.noise.srm_clip) or 1.0
         noise_map = np.transpose(srm, (1, 2, 0))
         shown = np.clip(np.abs(noise_map) / clip * 4.0, 0, 1)  # residuals are small: stretch
@@ -177,11 +181,9 @@ def explain_sample(detector: Detector, sample: _Sample) -> Explanation:
     header, footer = 34, 22
     canvas = Image.new("RGB", (PANEL * len(panels), PANEL + header + footer), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    verdict = f"{label.upper()}  p(fake) = {prob:.3f}  (threshold {detector.threshold:.3f})"
+    verdict = f"{label.upper()}  p(fake) = {prob:.3f}  (threshold {threshold:.3f})"
     draw.text((8, 10), verdict, fill=(200, 0, 0) if label == "fake" else (0, 120, 0))
     for i, (panel, caption) in enumerate(zip(panels, captions, strict=True)):
         canvas.paste(panel, (i * PANEL, header))
         draw.text((i * PANEL + 6, header + PANEL + 5), caption, fill=(40, 40, 40))
-    return Explanation(
-        prob, label, detector.threshold, sample.face_box, patch_box, heat, noise_map, canvas
-    )
+    return Explanation(prob, label, threshold, sample.face_box, patch_box, heat, noise_map, canvas)

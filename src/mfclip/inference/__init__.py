@@ -1,0 +1,44 @@
+"""Inference: inputs, the decoding pipeline, the one scoring loop, the detector, explanations.
+
+Names are imported lazily so that importing the package (for instance by worker processes that
+only decode) does not pay for the model until it is needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .detector import Detection, Detector, DetectorStats
+    from .explain import Explanation
+    from .inputs import expand_inputs
+    from .scoring import Scorer, Scores
+
+_LAZY = {
+    "Detection": "detector",
+    "Detector": "detector",
+    "DetectorStats": "detector",
+    "Explanation": "explain",
+    "expand_inputs": "inputs",
+    "Scorer": "scoring",
+    "Scores": "scoring",
+}
+
+__all__ = [
+    "Detection",
+    "Detector",
+    "DetectorStats",
+    "Explanation",
+    "Scorer",
+    "Scores",
+    "expand_inputs",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mfclip.inference' has no attribute {name!r}")
