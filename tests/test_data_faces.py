@@ -64,7 +64,7 @@ def test_square_region_stays_inside_or_pads() -> None:
     assert square_region(FaceBox(0, 0, 20, 20), 1.5, 100, 100) == (0, 0, 30)
     assert square_region(FaceBox(90, 90, 10, 10), 2.0, 100, 100) == (80, 80, 20)
     image = np.full((40, 40, 3), 200, np.uint8)
-    crop = crop_face(image, FaceBox(0, 0, 40, 40), margin=2.0, size=80)
+    crop = crop_face(image, FaceBox(0, 0, 40, 40), margin=2.0, size=80).pixels
     assert crop.shape == (80, 80, 3)
     assert crop[0, 0].tolist() == [0, 0, 0] and crop[40, 40].tolist() == [200, 200, 200]
 

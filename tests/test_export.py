@@ -22,24 +22,18 @@ import mfclip
 from mfclip import cli
 from mfclip.cli.export import register
 from mfclip.data.transforms import build_eval_transform
+from mfclip.errors import CheckpointError
 from mfclip.export import (
     DEFAULT_ATOL,
     DEFAULT_OPSET,
     ExportError,
     OnnxDetector,
     OnnxPreprocess,
-    _traceable_noise_branch,
     export_onnx,
     preprocess_image,
     read_metadata,
 )
-from mfclip.model.noise import (
-    NoiseBranch,
-    _pair_weight_sums,
-    patch_grid,
-    quantize_gray,
-    select_richest_patch,
-)
+from mfclip.model.selection import select_richest_patch
 
 THRESHOLD = 0.42
 NATURAL = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "colorwheel")
@@ -82,11 +76,11 @@ def session(exported) -> ort.InferenceSession:
     return ort.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
 
 
-def _compare(model, session, pixel_values: torch.Tensor) -> np.ndarray:
-    prob, boxes = session.run(None, {"pixel_values": pixel_values.numpy()})
-    pred = model.predict(pixel_values)
-    assert prob.shape == (len(pixel_values),) and prob.dtype == np.float32
-    assert boxes.shape == (len(pixel_values), 4) and boxes.dtype == np.int64
+def _compare(model, session, images: torch.Tensor) -> np.ndarray:
+    prob, boxes = session.run(None, {"images": images.numpy()})
+    pred = model.predict(images)
+    assert prob.shape == (len(images),) and prob.dtype == np.float32
+    assert boxes.shape == (len(images), 4) and boxes.dtype == np.int64
     np.testing.assert_allclose(prob, pred.fake_prob.numpy(), rtol=0, atol=1e-4)
     np.testing.assert_array_equal(boxes, pred.boxes.numpy())
     return boxes
@@ -106,13 +100,13 @@ def test_export_result(exported):
 @pytest.mark.parametrize("batch", [1, 5])
 def test_random_images_match_pytorch(model, session, batch):
     gen = torch.Generator().manual_seed(batch)
-    _compare(model, session, model.normalize(torch.rand(batch, 3, 224, 224, generator=gen)))
+    _compare(model, session, torch.randint(0, 256, (batch, 3, 224, 224), generator=gen).byte())
 
 
 @pytest.mark.parametrize("batch", [1, 5])
 def test_natural_images_match_pytorch(model, session, batch):
     pre = OnnxPreprocess()
-    images = [preprocess_image(_natural(n), pre) for n in NATURAL[:batch]]
+    images = [preprocess_image(_natural(n), pre)[0] for n in NATURAL[:batch]]
     boxes = _compare(model, session, torch.from_numpy(np.stack(images)))
     if batch > 1:  # the check is only meaningful if the choice varies
         assert len({tuple(b) for b in boxes.tolist()}) > 1
@@ -139,8 +133,7 @@ def _selection_images(size: int = 224) -> torch.Tensor:
     out.append(smooth)  # the last candidate is the only textured one
     checker = (np.indices((size, size)).sum(0) % 2 * 255).astype(np.uint8)
     out.append(np.repeat(checker[..., None], 3, axis=2))
-    arr = np.stack(out).astype(np.float32) / np.float32(255.0)
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
 
 
 @pytest.mark.filterwarnings(
@@ -150,50 +143,36 @@ def _selection_images(size: int = 224) -> torch.Tensor:
     "overrides",
     [[], ["noise.stride=28", "noise.select=argmax"], ["noise.patch_size=64", "noise.stride=40"]],
 )
-def test_patch_selection_is_exact(model, tmp_path, overrides):
-    """The exported selection reproduces noise.py's integer window sums and choice exactly."""
-    torch.manual_seed(0)
-    config = mfclip.resolve_config("mfclip-tiny", overrides=overrides)
-    branch = NoiseBranch(config.noise, out_dim=64).eval()
-    traceable = _traceable_noise_branch(branch, 224, 224)
-    m = model  # its un-normalisation (CLIP mean/std) is the one the graph starts with
+def test_patch_selection_is_exact(tmp_path, overrides):
+    """Traced, the one selection implementation makes exactly its eager choices in ONNX Runtime."""
+    noise = mfclip.resolve_config("mfclip-tiny", overrides=overrides).noise
 
     class Selection(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.visual, self.branch = m.visual, traceable
+        def forward(self, images):
+            images01 = images.float() / 255.0
+            _, boxes, index = select_richest_patch(
+                images01, noise.patch_size, noise.stride, noise.luma, noise.select
+            )
+            return index, boxes
 
-        def forward(self, pixel_values):
-            images01 = self.visual.unnormalize(pixel_values)
-            out = self.branch(images01)
-            return self.branch.window_sums(images01), out.index, out.boxes
-
-    pixel_values = m.normalize(_selection_images())
+    images = _selection_images()
     path = tmp_path / "select.onnx"
-    # Traced with gradients on, so the encoder's transformer skips its fused (unexportable) path.
     torch.onnx.export(
         Selection().eval(),
-        (pixel_values[:2],),
+        (images[:2],),
         str(path),
         dynamo=False,
         opset_version=DEFAULT_OPSET,
-        input_names=["pixel_values"],
-        dynamic_axes={"pixel_values": {0: "batch"}},
+        input_names=["images"],
+        dynamic_axes={"images": {0: "batch"}},
     )
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    sums, index, boxes = sess.run(None, {"pixel_values": pixel_values.numpy()})
-
-    images01 = m.visual.unnormalize(pixel_values)
-    grid = patch_grid(224, 224, branch.patch_size, branch.stride)
-    ref_sums, _, _ = _pair_weight_sums(quantize_gray(images01, branch.luma), grid)
-    _, ref_boxes, ref_index = select_richest_patch(
-        images01, branch.patch_size, branch.stride, branch.luma, branch.select
-    )
-    assert sums.dtype == np.int64
-    np.testing.assert_array_equal(sums, ref_sums.numpy())
+    index, boxes = sess.run(None, {"images": images.numpy()})
+    ref_index, ref_boxes = Selection()(images)
     np.testing.assert_array_equal(index, ref_index.numpy())
     np.testing.assert_array_equal(boxes, ref_boxes.numpy())
-    assert index[len(NATURAL) * 4 + 1] == 0  # constant image: tie to the first candidate
+    if noise.select == "argmin":
+        assert index[len(NATURAL) * 4 + 1] == 0  # constant image: tie to the first candidate
     assert len(set(index.tolist())) > 2
 
 
@@ -201,7 +180,7 @@ def test_metadata(exported, model):
     meta = read_metadata(exported.path)
     assert meta == exported.metadata
     pre = model.config.preprocess
-    assert meta["format"] == "mfclip-onnx/1"
+    assert meta["format"] == "mfclip-onnx/2"
     assert meta["mfclip_version"] == mfclip.__version__
     assert float(meta["threshold"]) == THRESHOLD
     assert json.loads(meta["outputs"]) == ["fake_prob", "boxes"]
@@ -218,9 +197,9 @@ def test_preprocess_equals_eval_transform(model):
     pre = OnnxPreprocess()
     for name in ("coffee", "astronaut", "chelsea"):
         image = _natural(name)
-        np.testing.assert_array_equal(preprocess_image(image, pre), transform(image).numpy())
+        np.testing.assert_array_equal(preprocess_image(image, pre)[0], transform(image).numpy())
     small = _natural("chelsea").resize((100, 80))  # upscaled by the resize
-    np.testing.assert_array_equal(preprocess_image(small, pre), transform(small).numpy())
+    np.testing.assert_array_equal(preprocess_image(small, pre)[0], transform(small).numpy())
 
 
 def test_onnx_detector_matches_pytorch(exported, model, tmp_path):
@@ -258,7 +237,7 @@ def test_detector_runs_without_torch(exported, tmp_path):
         sys.modules["onnx"] = None
         from mfclip.export import OnnxDetector, read_metadata
         pred = OnnxDetector({str(exported.path)!r})({str(image)!r})
-        assert read_metadata({str(exported.path)!r})["format"] == "mfclip-onnx/1"
+        assert read_metadata({str(exported.path)!r})["format"] == "mfclip-onnx/2"
         assert "torch" not in [m.split(".")[0] for m in sys.modules if sys.modules[m]]
         print(float(pred.fake_prob[0]), pred.boxes.tolist())
         """
@@ -280,8 +259,9 @@ def test_noise_disabled_exports_probability_only(tmp_path):
     sess = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     assert [o.name for o in sess.get_outputs()] == ["fake_prob"]
     for batch in (1, 5):
-        x = m.normalize(torch.rand(batch, 3, 224, 224, generator=torch.Generator().manual_seed(9)))
-        (prob,) = sess.run(None, {"pixel_values": x.numpy()})
+        gen = torch.Generator().manual_seed(9)
+        x = torch.randint(0, 256, (batch, 3, 224, 224), generator=gen).byte()
+        (prob,) = sess.run(None, {"images": x.numpy()})
         np.testing.assert_allclose(prob, m.predict(x).fake_prob.numpy(), atol=1e-4)
     pred = OnnxDetector(result.path)(_natural("astronaut"))
     assert pred.boxes is None and pred.image_boxes is None and pred.fake_prob.shape == (1,)
@@ -319,7 +299,7 @@ def test_cli_missing_model_dir(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "does not exist" in err and str(missing) in err
     assert not (tmp_path / "x.onnx").exists()
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         export_onnx(missing, tmp_path / "x.onnx")
 
 
@@ -333,7 +313,7 @@ def test_cli_without_onnx_package(model_dir, tmp_path, monkeypatch, capsys):
 def test_cli_not_a_model_dir(tmp_path, monkeypatch, capsys):
     argv = ["export", "--model", str(tmp_path), "--onnx", str(tmp_path / "x.onnx")]
     assert _main(argv, monkeypatch) == 1
-    assert "neither a saved model" in capsys.readouterr().err
+    assert "is neither a saved model" in capsys.readouterr().err
 
 
 def test_register_defaults_and_bad_batch():

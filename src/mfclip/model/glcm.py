@@ -181,7 +181,7 @@ def _range_sums(
     image's window sums bit for bit, with far less memory traffic. Without float64 (MPS) the
     row sums use int64 prefix sums instead.
     """
-    b, h = gray.shape[:2]
+    b, h = gray.shape[0], int(gray.shape[1])
     device = gray.device
     if b == 0:
         return torch.zeros((0, len(y_ranges), len(x_ranges)), dtype=torch.int64, device=device)

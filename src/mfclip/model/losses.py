@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.distributed as dist
@@ -29,10 +29,8 @@ from torch import nn
 
 from ..config import LossConfig
 
-if TYPE_CHECKING:
-    from .mfclip import MFCLIPOutput
-
 __all__ = [
+    "LossInput",
     "LossOutput",
     "MFCLIPLoss",
     "Scorer",
@@ -44,6 +42,23 @@ __all__ = [
 
 #: ``(visual, text, tokens) -> (B, B)`` SPA-weighted logits (``MFCLIP.contrastive_logits``).
 Scorer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+class LossInput(Protocol):
+    """What the loss reads from a forward pass (:class:`~.mfclip.MFCLIPOutput` provides it)."""
+
+    logits: torch.Tensor
+    visual_features: torch.Tensor
+    text_features: torch.Tensor | None
+    predicted_text: torch.Tensor | None
+    tokens: torch.Tensor | None
+    scorer: Scorer | None
+
+    @property
+    def logits_per_image(self) -> torch.Tensor | None: ...
+
+    @property
+    def logits_per_text(self) -> torch.Tensor | None: ...
 
 
 def contrastive_loss(logits_per_image: torch.Tensor, logits_per_text: torch.Tensor) -> torch.Tensor:
@@ -138,7 +153,7 @@ class MFCLIPLoss(nn.Module):
         super().__init__()
         self.cfg = cfg
 
-    def contrastive(self, out: MFCLIPOutput) -> torch.Tensor | None:
+    def contrastive(self, out: LossInput) -> torch.Tensor | None:
         """L_cmc over the global batch, from features; ``None`` when the output has no text.
 
         An output without a scorer (built by hand) is scored from its own, local logits.
@@ -154,7 +169,7 @@ class MFCLIPLoss(nn.Module):
         logits = scorer(visual, text, tokens)
         return contrastive_loss(logits, logits.t())
 
-    def forward(self, out: MFCLIPOutput, labels: torch.Tensor) -> LossOutput:
+    def forward(self, out: LossInput, labels: torch.Tensor) -> LossOutput:
         cfg = self.cfg
         zero = out.logits.new_zeros(())
         cmc = kd = ce = zero

@@ -152,7 +152,7 @@ def _select(
     function runs without autograd, so the caller decides) and the input is float32, the
     dtype it works in; otherwise the caller crops with torch.
     """
-    b, _, h, w = images01.shape
+    b, h, w = images01.shape[0], int(images01.shape[2]), int(images01.shape[3])
     k = _fixed_point_bits(h, w)
     if _resolve_kernel(kernel, images01.device) == "numba":
         import numpy as np
@@ -208,7 +208,7 @@ def _crop(images01: Tensor, top: Tensor, left: Tensor, patch_size: int) -> Tenso
     On the CPU, slicing each image is several times faster than a batched gather; elsewhere a
     gather keeps the corners on the device (no host synchronisation).
     """
-    bsz, chans, h, w = images01.shape
+    bsz, chans, h, w = images01.shape[0], *(int(d) for d in images01.shape[1:])
     ps = patch_size
     if is_tracing():
         # Two gathers whose index shapes come from broadcasting against constant zeros, so the
@@ -258,7 +258,7 @@ def select_richest_patch(
         raise ValueError(f"select must be 'argmin' or 'argmax', got {select!r}")
     if images01.ndim != 4 or images01.shape[1] != 3:
         raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images01.shape)}")
-    _, _, h, w = images01.shape
+    h, w = int(images01.shape[2]), int(images01.shape[3])
     ys, xs = _grid_axes(h, w, patch_size, stride, images01.device)
     if len(luma) != 3:
         raise ValueError(f"luma must have 3 weights, got {len(luma)}")
@@ -266,7 +266,8 @@ def select_richest_patch(
     index, patches = _select(
         images01, ys, xs, patch_size, luma, select, kernel, may_crop=not differentiable
     )
-    top, left = ys[index // xs.shape[0]], xs[index % xs.shape[0]]
+    columns = int(xs.shape[0])
+    top, left = ys[index // columns], xs[index % columns]
     chosen = torch.stack([left, top, left + patch_size, top + patch_size], dim=1)  # (B, 4)
     if patches is None:
         patches = _crop(images01, top, left, patch_size)
