@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["at_least"]
+__all__ = ["add_face_options", "at_least"]
 
 
 def at_least(kind: type, minimum: float, strict: bool = False) -> Callable[[str], Any]:
@@ -23,3 +23,27 @@ def at_least(kind: type, minimum: float, strict: bool = False) -> Callable[[str]
 
     parse.__name__ = kind.__name__  # argparse names the type in its "invalid int" message
     return parse
+
+
+def add_face_options(p: argparse.ArgumentParser) -> None:
+    """``--margin``/``--face-size``/``--face-detector``: the crop ``mfclip data faces`` makes.
+
+    The defaults are ``data faces``' defaults, so a model trained on its crops sees the same
+    pixels when it scores the original files with ``--faces``.
+    """
+    from ..data.faces.crop import DEFAULT_MARGIN, DEFAULT_SIZE
+
+    p.add_argument(
+        "--margin", type=float, default=DEFAULT_MARGIN, help="face crop margin (default 1.3)"
+    )
+    p.add_argument(
+        "--face-size",
+        type=at_least(int, 8),
+        default=DEFAULT_SIZE,
+        help="face crop side in pixels before the model's resize (default 256, as data faces)",
+    )
+    p.add_argument(
+        "--face-detector",
+        default="haar",
+        help="face detector: haar, haar-alt2, yunet, or package.module:Class (default haar)",
+    )

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import at_least
+from .common import add_face_options, at_least
 
 __all__ = ["register"]
 
@@ -34,7 +34,13 @@ def _detect(args: argparse.Namespace) -> int:
     if not paths:
         raise ValueError("no input files found")
     detector = Detector.from_pretrained(
-        args.model, device=args.device, faces=args.faces, frames=args.frames, margin=args.margin
+        args.model,
+        device=args.device,
+        faces=args.faces,
+        frames=args.frames,
+        margin=args.margin,
+        face_size=args.face_size,
+        face_detector=args.face_detector,
     )
     out_path = Path(args.out) if args.out else None
     sink = out_path.open("w", newline="") if out_path else sys.stdout
@@ -93,7 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="model dir, run folder, or hub repo id")
     p.add_argument("--out", help="results file (.csv or .jsonl; default: CSV on stdout)")
     p.add_argument("--faces", action="store_true", help="detect and crop the largest face first")
-    p.add_argument("--margin", type=float, default=1.3, help="face crop margin (default 1.3)")
+    add_face_options(p)
     p.add_argument("--frames", type=int, default=16, help="frames sampled per video")
     p.add_argument("--per-frame", action="store_true", help="also one row per video frame")
     p.add_argument("--explain", metavar="DIR", help="write an explanation PNG per image here")

@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import sys
 
-from .common import at_least
+from .common import add_face_options, at_least
 
 __all__ = ["LOOPBACK_NAMES", "is_loopback", "register", "serve"]
 
@@ -66,7 +66,14 @@ def serve(args: argparse.Namespace) -> int:
         allowed = [*args.allowed_host, *(LOOPBACK_NAMES if loopback else ())]
     else:
         allowed = list(LOOPBACK_NAMES) if loopback else None
-    detector = Detector.from_pretrained(args.model, device=args.device, faces=args.faces)
+    detector = Detector.from_pretrained(
+        args.model,
+        device=args.device,
+        faces=args.faces,
+        margin=args.margin,
+        face_size=args.face_size,
+        face_detector=args.face_detector,
+    )
     app = create_app(
         detector,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
@@ -129,6 +136,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="largest decoded image in pixels; larger ones get HTTP 413 (default 40e6)",
     )
     p.add_argument("--faces", action="store_true", help="detect and crop the largest face first")
+    add_face_options(p)
     p.add_argument(
         "--allowed-host",
         action="append",

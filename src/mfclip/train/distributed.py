@@ -79,4 +79,3 @@ class DistEnv:
     def cleanup(self) -> None:
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
-
