@@ -76,11 +76,12 @@ def setting(tmp_path_factory):
     with manifest.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["path", "label", "split", "generator"])
         writer.writeheader()
-        for i, path in enumerate(files.values()):
-            writer.writerow(
-                {"path": str(path), "label": ["real", "fake"][i % 2], "split": "test",
-                 "generator": "" if i % 2 == 0 else "DDPM"}
-            )  # fmt: skip
+        for split in ("train", "val", "test"):
+            for i, path in enumerate(files.values()):
+                writer.writerow(
+                    {"path": str(path), "label": ["real", "fake"][i % 2], "split": split,
+                     "generator": "" if i % 2 == 0 else "DDPM"}
+                )  # fmt: skip
     return root, files, model_dir, manifest
 
 
@@ -125,6 +126,28 @@ def test_detector_on_paths_bytes_streams_and_one_at_a_time(setting, reference):
         _assert_same(got, reference)
     single = {n: detector(str(p)) for n, p in files.items()}
     _assert_same({n: (r.fake_prob, r.patch_box) for n, r in single.items()}, reference)
+
+
+def test_trainer_validation(setting, reference):
+    from mfclip.train import load_train_config
+    from mfclip.train.data import build_datasets
+    from mfclip.train.distributed import DistEnv
+    from mfclip.train.selection import validation_scores
+
+    _, _, model_dir, manifest = setting
+    cfg = load_train_config(
+        {
+            "model": {"preset": "mfclip-tiny"},
+            "data": {"manifest": str(manifest), "eval_batch_size": 4, "num_workers": 0},
+        },
+        [],
+    )
+    model = mfclip.load_model(model_dir)
+    _, val = build_datasets(cfg, model)
+    scores = validation_scores(model, val, cfg, DistEnv())
+    names = [Path(val.records[i].path).name for i in scores.indices]
+    got = {n: (float(p), None) for n, p in zip(names, scores.scores, strict=True)}
+    _assert_same(got, reference, boxes=False)
 
 
 def test_detect_command(setting, reference, tmp_path):
@@ -173,3 +196,55 @@ def test_onnx_runtime(setting, reference, tmp_path):
         for n, p, box in zip(files, pred.fake_prob, pred.image_boxes, strict=True)
     }
     _assert_same(got, reference, tol=ONNX_TOL)
+
+
+def test_face_crops_score_the_same_from_data_faces_and_detect_faces(setting, tmp_path):
+    """``evaluate`` on ``data faces`` crops == ``detect --faces`` on the original files."""
+    _, _, model_dir, _ = setting
+    photo = Image.fromarray(skdata.astronaut())
+    canvas = Image.new("RGB", (900, 640), (40, 90, 160))
+    canvas.paste(photo.resize((400, 400)), (371, 117))
+    variants = {
+        "full.png": photo,
+        "small.png": photo.resize((300, 300), Image.Resampling.BICUBIC),
+        "canvas.png": canvas,
+        "mirror.png": photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+        "large.jpg": photo.resize((900, 900), Image.Resampling.BICUBIC),
+    }
+    originals = tmp_path / "originals"
+    originals.mkdir()
+    rows = []
+    for i, (name, image) in enumerate(variants.items()):
+        image.save(originals / name)
+        rows.append({"path": str(originals / name), "label": ["real", "fake"][i % 2],
+                     "split": "test", "generator": "" if i % 2 == 0 else "DDPM"})  # fmt: skip
+    manifest = tmp_path / "originals.csv"
+    with manifest.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    crops = tmp_path / "crops"
+    assert main(["data", "faces", str(manifest), "--out-dir", str(crops), "--workers", "1"]) == 0
+    evaluated = tmp_path / "eval"
+    argv = ["evaluate", "--model", str(model_dir), "--data", str(crops / "manifest.csv")]
+    argv += ["--out", str(evaluated), "--quiet", "--workers", "0", "--bootstrap", "0"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    crop_source = {
+        r["path"]: Path(r["source"]).name
+        for r in csv.DictReader((crops / "manifest.csv").open())
+        if r["status"] == "ok"
+    }
+    assert len(crop_source) == len(variants), "Haar must find the face in every variant"
+    from_crops = {
+        crop_source[Path(r["path"]).relative_to(crops).as_posix()]: float(r["score"])
+        for r in csv.DictReader((evaluated / "scores.csv").open())
+    }
+    out = tmp_path / "detect.jsonl"
+    argv = ["detect", *map(str, sorted(originals.iterdir())), "--model", str(model_dir)]
+    assert main([*argv, "--faces", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    detected = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(r["error"] is None and r["face_box"] for r in detected)
+    from_originals = {Path(r["source"]).name: r["fake_prob"] for r in detected}
+    assert set(from_crops) == set(from_originals) == set(variants)
+    for name, prob in from_originals.items():
+        assert abs(prob - from_crops[name]) <= TOL, (name, prob, from_crops[name])

@@ -1,10 +1,14 @@
-"""Device choice shared by every command: CUDA, then Apple MPS, then the CPU."""
+"""Device choice and mixed precision, shared by every command: CUDA, then Apple MPS, then CPU."""
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
-__all__ = ["pick_device"]
+__all__ = ["AMP_MODES", "autocast", "pick_device"]
+
+AMP_MODES = ("none", "fp16", "bf16")
 
 
 def pick_device(name: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
@@ -27,3 +31,13 @@ def pick_device(name: str | torch.device = "auto", local_rank: int = 0) -> torch
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast context of ``amp`` (``none``, ``bf16``, ``fp16``); AMP runs on CUDA only."""
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}, got {amp!r}")
+    if amp == "none" or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)

@@ -7,13 +7,13 @@ read-out of the outputs are written once and the same image gets the same score 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
 
+from ..device import AMP_MODES, autocast
 from ..model.mfclip import MFCLIP
 
 __all__ = ["Scorer", "Scores"]
@@ -47,18 +47,12 @@ class Scorer:
     def __init__(
         self, model: MFCLIP, amp: str = "none", features: bool = False, noise_maps: bool = False
     ) -> None:
-        if amp not in ("none", "fp16", "bf16"):
-            raise ValueError(f"amp must be 'none', 'fp16' or 'bf16', got {amp!r}")
+        if amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}, got {amp!r}")
         self.model = model
         self.amp = amp
         self.features = features
         self.noise_maps = noise_maps
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp == "none" or self.model.device.type != "cuda":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
-        return torch.autocast(device_type="cuda", dtype=dtype)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> Scores:
@@ -66,7 +60,7 @@ class Scorer:
         was_training = model.training
         model.eval()
         try:
-            with self._autocast():
+            with autocast(self.amp, model.device):
                 out = model(images.to(model.device, non_blocking=True))
         finally:
             model.train(was_training)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -10,7 +9,7 @@ from torch import nn
 
 from .config import OptimConfig, ScheduleConfig
 
-__all__ = ["autocast", "build_optimizer", "build_scaler", "build_scheduler", "lr_factor"]
+__all__ = ["build_optimizer", "build_scaler", "build_scheduler", "lr_factor"]
 
 
 def build_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -44,14 +43,6 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(cfg, step, steps_per_epoch, total_epochs)
     )
-
-
-def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """The autocast context of ``amp`` (``none``, ``bf16``, ``fp16``); AMP runs on CUDA only."""
-    if amp == "none" or device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device_type="cuda", dtype=dtype)
 
 
 def build_scaler(amp: str, device: torch.device) -> torch.amp.GradScaler:

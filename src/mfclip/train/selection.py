@@ -7,21 +7,21 @@ split is never read during training.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 
 from ..data.dataset import ManifestDataset
 from ..evaluate import metrics
+from ..inference.scoring import Scorer
 from ..model.mfclip import MFCLIP
 from .config import TrainConfig
 from .data import validation_loader
 from .distributed import DistEnv
-from .optim import autocast
 
-__all__ = ["is_better", "pick_threshold", "validate"]
+__all__ = ["ValidationScores", "is_better", "pick_threshold", "validate", "validation_scores"]
 
 
 def pick_threshold(rule: str, labels: np.ndarray, scores: np.ndarray) -> float:
@@ -46,45 +46,64 @@ def is_better(select_metric: str, value: float | None, best: float | None) -> bo
     return value < best if select_metric == "loss" else value > best
 
 
-@torch.no_grad()
+@dataclass
+class ValidationScores:
+    """Every validation sample's score, gathered from all ranks, in dataset order."""
+
+    indices: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    #: The classifier's mean cross-entropy on the split.
+    loss: float
+
+
+def validation_scores(
+    model: MFCLIP, dataset: ManifestDataset, cfg: TrainConfig, env: DistEnv
+) -> ValidationScores:
+    """Score the validation split with the one scoring loop (sharded over ranks, gathered)."""
+    scorer = Scorer(model, amp=cfg.amp)
+    rows: list[tuple[int, int, float]] = []
+    loss_sum, loss_n = 0.0, 0
+    for batch, scores in scorer.batches(validation_loader(cfg, env, dataset)):
+        # Per-sample cross-entropy: unlike the contrastive terms it does not depend on how
+        # the split is cut into batches (or shared among ranks).
+        loss_sum += float(F.cross_entropy(scores.logits, batch["label"], reduction="sum"))
+        loss_n += len(scores)
+        rows.extend(
+            zip(
+                batch["index"].tolist(),
+                batch["label"].tolist(),
+                scores.fake_prob.tolist(),
+                strict=True,
+            )
+        )
+    gathered = env.gather_objects((rows, loss_sum, loss_n))
+    all_rows = sorted(r for part in gathered for r in part[0])
+    total_n = sum(part[2] for part in gathered)
+    return ValidationScores(
+        indices=np.array([r[0] for r in all_rows], dtype=np.int64),
+        labels=np.array([r[1] for r in all_rows], dtype=np.int64),
+        scores=np.array([r[2] for r in all_rows], dtype=np.float64),
+        loss=sum(part[1] for part in gathered) / max(total_n, 1),
+    )
+
+
 def validate(
     model: MFCLIP, dataset: ManifestDataset, cfg: TrainConfig, env: DistEnv
 ) -> dict[str, Any]:
-    """Scores of the validation split (sharded over ranks, gathered), metrics, threshold.
+    """Metrics and the decision threshold of the validation split.
 
-    ``loss`` is the classifier's mean cross-entropy on the split. Keys: ``n``, ``loss``,
-    ``auc``, ``ap``, ``acc@0.5``, ``threshold``, ``acc@thr``.
+    Keys: ``n``, ``loss``, ``auc``, ``ap``, ``acc@0.5``, ``threshold``, ``acc@thr``.
     """
-    was_training = model.training
-    model.eval()
-    rows: list[tuple[int, int, float]] = []
-    loss_sum, loss_n = 0.0, 0
-    for batch in validation_loader(cfg, env, dataset):
-        if batch is None:
-            continue
-        images = batch["image"].to(env.device, non_blocking=True)
-        labels = batch["label"].to(env.device)
-        with autocast(cfg.amp, env.device):
-            out = model(images)
-        # Per-sample cross-entropy: unlike the contrastive terms it does not depend on how
-        # the split is cut into batches (or shared among ranks).
-        loss_sum += float(F.cross_entropy(out.logits.float(), labels, reduction="sum"))
-        loss_n += len(images)
-        probs = out.fake_prob.float().cpu().tolist()
-        rows.extend(zip(batch["index"].tolist(), batch["label"].tolist(), probs, strict=True))
-    model.train(was_training)
-    gathered = env.gather_objects((rows, loss_sum, loss_n))
-    all_rows = sorted(r for part in gathered for r in part[0])
-    labels_np = np.array([r[1] for r in all_rows])
-    scores = np.array([r[2] for r in all_rows])
-    total_n = sum(part[2] for part in gathered)
-    threshold = pick_threshold(cfg.threshold, labels_np, scores)
+    val = validation_scores(model, dataset, cfg, env)
+    labels, scores = val.labels, val.scores
+    threshold = pick_threshold(cfg.threshold, labels, scores)
     return {
-        "n": len(all_rows),
-        "loss": sum(part[1] for part in gathered) / max(total_n, 1),
-        "auc": metrics.roc_auc(labels_np, scores),
-        "ap": metrics.average_precision(labels_np, scores),
-        "acc@0.5": metrics.accuracy(labels_np, scores, 0.5),
+        "n": len(scores),
+        "loss": val.loss,
+        "auc": metrics.roc_auc(labels, scores),
+        "ap": metrics.average_precision(labels, scores),
+        "acc@0.5": metrics.accuracy(labels, scores, 0.5),
         "threshold": threshold,
-        "acc@thr": metrics.accuracy(labels_np, scores, threshold),
+        "acc@thr": metrics.accuracy(labels, scores, threshold),
     }

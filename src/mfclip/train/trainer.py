@@ -27,6 +27,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..data.dataset import ManifestDataset
+from ..device import autocast
 from ..errors import NonFiniteLossError
 from ..factory import create_model
 from ..model.mfclip import MFCLIP
@@ -42,7 +43,7 @@ from .config import TrainConfig
 from .data import build_datasets, steps_per_epoch, train_loader
 from .distributed import DistEnv
 from .logs import RunLogs
-from .optim import autocast, build_optimizer, build_scaler, build_scheduler
+from .optim import build_optimizer, build_scaler, build_scheduler
 from .selection import is_better, validate
 from .state import RunParts, TrainState
 
