@@ -108,7 +108,9 @@ def _upsampler(image: np.ndarray, seed: int) -> np.ndarray:
 
 def _resynthesis(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Re-synthesise from a 2x reduced copy: smooth, then fresh fine-grained synthetic noise."""
-    import cv2
+    from .data import opencv
+
+    cv2 = opencv.cv2()
 
     small = cv2.resize(image, (SIZE // 2, SIZE // 2), interpolation=cv2.INTER_AREA)
     smooth = cv2.bilateralFilter(cv2.resize(small, (SIZE, SIZE), interpolation=cv2.INTER_CUBIC),

@@ -1,9 +1,7 @@
-"""The HTTP service: upload limits, safe decoding, micro-batching and the web page.
+"""The HTTP service: routes, upload limits, decoding from the uploaded bytes, the web page.
 
-One worker thread owns the model. The model is not safe to share between threads
-(explanations switch it to training mode and use gradients), and one batch of 16 images costs
-far less than 16 single calls, so concurrent requests are queued and collected into batches
-(up to ``batch_size`` images, waiting at most ``max_wait_ms`` for company). The event loop
+The model runs on one worker thread behind a micro-batcher (:mod:`.batcher`); the request
+guard (:mod:`.guard`) limits bodies and checks ``Host`` before any route. The event loop
 never runs the model or decodes an image: it only moves bytes and futures around.
 
 Nothing a request sends is ever used as a filesystem path: the upload's file name is
@@ -12,22 +10,16 @@ reported back (its base name, for display) and otherwise ignored.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
-import json
 import logging
 import math
 import re
-import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
 from fastapi.encoders import jsonable_encoder
@@ -38,6 +30,8 @@ from starlette.concurrency import run_in_threadpool
 
 from ..preprocess.decode import ImageDecodeError, decode_image
 from ..version import __version__
+from .batcher import BatcherStats, DetectorLike, InferenceError, MicroBatcher, QueueFullError
+from .guard import MIB, Guard, too_large
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -50,302 +44,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
 DEFAULT_MAX_UPLOAD_BYTES = 10 * MIB
 #: Decoded-size cap for uploads: a 10 MiB PNG can expand to gigabytes of pixels.
 DEFAULT_MAX_PIXELS = 40_000_000
 #: Room for multipart boundaries, part headers and the small ``explain`` field.
 MULTIPART_SLACK = 64 * 1024
-
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-
-
-class DetectorLike(Protocol):
-    """What the service needs from :class:`mfclip.Detector` (fakes work in tests)."""
-
-    def __call__(self, inputs: Any) -> Any: ...
-
-    def explain(self, image: Any) -> Any: ...
-
-    def info(self) -> dict[str, Any]: ...
-
-
-class QueueFullError(RuntimeError):
-    """More requests are waiting than ``max_queue``: answer 503 instead of growing memory."""
-
-
-class InferenceError(RuntimeError):
-    """The model failed on this image (not the client's fault): answer 500."""
-
-
-# ---------------------------------------------------------------------------- micro-batching
-@dataclass
-class _Job:
-    image: Image.Image
-    explain: bool
-    future: asyncio.Future
-    enqueued: float
-
-
-@dataclass
-class _Outcome:
-    row: dict[str, Any] | None = None
-    png: bytes | None = None
-    explain_error: str | None = None
-    error: str | None = None
-
-
-@dataclass
-class BatcherStats:
-    """Counters for ``/healthz``: they show that batching happens."""
-
-    requests: int = 0
-    batches: int = 0
-    largest_batch: int = 0
-    model_s: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "batches": self.batches,
-            "largest_batch": self.largest_batch,
-            "model_seconds": round(self.model_s, 3),
-        }
-
-
-@dataclass
-class MicroBatcher:
-    """Queue requests and run them in batches on ONE model thread.
-
-    ``submit`` is called from the event loop; the loop only waits on a future while the worker
-    thread runs the detector, so health checks and uploads keep flowing during inference.
-    """
-
-    detector: DetectorLike
-    batch_size: int = 16
-    max_wait_ms: float = 10.0
-    max_queue: int = 256
-    stats: BatcherStats = field(default_factory=BatcherStats)
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.max_wait_ms < 0:
-            raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
-        if self.max_queue < 1:
-            raise ValueError(f"max_queue must be >= 1, got {self.max_queue}")
-        self._pending: deque[_Job] = deque()
-        self._running: list[_Job] = []
-        self._wakeup: asyncio.Event | None = None
-        self._task: asyncio.Task | None = None
-        self._executor: ThreadPoolExecutor | None = None
-
-    @property
-    def alive(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    @property
-    def queued(self) -> int:
-        return len(self._pending)
-
-    @property
-    def running(self) -> int:
-        return len(self._running)
-
-    async def start(self) -> None:
-        self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mfclip-model")
-        self._task = asyncio.create_task(self._run(), name="mfclip-batcher")
-
-    async def stop(self) -> None:
-        """Stop taking work, fail what is still waiting, let the running batch finish."""
-        waiting = [*self._pending, *self._running]
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-        for job in waiting:
-            if not job.future.done():
-                job.future.set_exception(InferenceError("the server is shutting down"))
-        self._pending.clear()
-        if self._executor is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
-
-    async def submit(self, image: Image.Image, explain: bool = False) -> _Outcome:
-        """Queue one decoded image; return its outcome once its batch has run."""
-        if not self.alive or self._wakeup is None:
-            raise InferenceError("the model worker is not running")
-        if len(self._pending) >= self.max_queue:
-            raise QueueFullError(f"{len(self._pending)} requests are already waiting")
-        loop = asyncio.get_running_loop()
-        job = _Job(image, explain, loop.create_future(), loop.time())
-        self._pending.append(job)
-        self._wakeup.set()
-        outcome: _Outcome = await job.future  # cancelled with the request: the worker skips it
-        if outcome.error is not None:
-            raise InferenceError(outcome.error)
-        return outcome
-
-    async def _run(self) -> None:
-        assert self._wakeup is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._pending:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            # Wait for company until the oldest job has waited max_wait_ms, or the batch is full.
-            deadline = self._pending[0].enqueued + self.max_wait_ms / 1000.0
-            while len(self._pending) < self.batch_size:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
-                except asyncio.TimeoutError:
-                    break
-            count = min(self.batch_size, len(self._pending))
-            jobs = [self._pending.popleft() for _ in range(count)]
-            jobs = [job for job in jobs if not job.future.done()]
-            if not jobs:
-                continue
-            self._running = jobs
-            started = time.perf_counter()
-            try:
-                outcomes = await loop.run_in_executor(self._executor, self._infer, jobs)
-            except Exception as exc:  # _infer catches per image; this guards against its bugs
-                log.exception("model worker failed")
-                outcomes = [_Outcome(error=f"{type(exc).__name__}: {exc}") for _ in jobs]
-            finally:
-                self._running = []
-            self.stats.model_s += time.perf_counter() - started
-            self.stats.batches += 1
-            self.stats.requests += len(jobs)
-            self.stats.largest_batch = max(self.stats.largest_batch, len(jobs))
-            for job, outcome in zip(jobs, outcomes, strict=True):
-                if not job.future.done():
-                    job.future.set_result(outcome)
-
-    def _infer(self, jobs: list[_Job]) -> list[_Outcome]:
-        """Runs on the model thread: one batched call, then explanations where asked."""
-        images = [job.image for job in jobs]
-        rows: list[dict[str, Any] | None]
-        errors: list[str | None]
-        try:
-            rows = [det.to_dict() for det in self.detector(images)]
-            errors = [None] * len(jobs)
-        except Exception:
-            # One bad image must not fail its batch-mates: retry them one at a time.
-            log.warning("batch of %d failed; retrying one by one", len(jobs), exc_info=True)
-            rows, errors = [], []
-            for image in images:
-                try:
-                    rows.append(self.detector([image])[0].to_dict())
-                    errors.append(None)
-                except Exception as exc:
-                    log.exception("inference failed")
-                    rows.append(None)
-                    errors.append(f"inference failed: {type(exc).__name__}: {exc}")
-        outcomes = []
-        for job, row, error in zip(jobs, rows, errors, strict=True):
-            if row is None:
-                outcomes.append(_Outcome(error=error))
-                continue
-            outcome = _Outcome(row=row)
-            if job.explain and row.get("error") is None:
-                try:
-                    outcome.png = self.detector.explain(job.image).to_png_bytes()
-                except Exception as exc:
-                    log.exception("explanation failed")
-                    outcome.explain_error = f"{type(exc).__name__}: {exc}"
-            outcomes.append(outcome)
-        return outcomes
-
-
-# ---------------------------------------------------------------------------- request guard
-def _human_bytes(n: int) -> str:
-    if n >= MIB:
-        return f"{n / MIB:g} MiB"
-    if n >= 1024:
-        return f"{n / 1024:g} KiB"
-    return f"{n} bytes"
-
-
-def _too_large(limit: int) -> str:
-    return f"upload too large: the limit is {_human_bytes(limit)} per image"
-
-
-def _host_name(raw: bytes) -> str:
-    """``Host`` header -> bare lower-case name: ``[::1]:8000`` -> ``::1``."""
-    host = raw.decode("latin-1").strip().lower()
-    if host.startswith("["):
-        return host[1:].split("]", 1)[0]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-async def _send_json(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-class _Guard:
-    """Pure ASGI middleware: body cap before and while reading, Host allow-list, nosniff.
-
-    The cap must act before FastAPI parses the multipart body (which spools it to disk), so
-    it checks ``Content-Length`` first and then counts bytes as they arrive (chunked uploads
-    send no length). The ``Host`` check stops DNS-rebinding pages from using a loopback server.
-    """
-
-    def __init__(self, app: Any, max_body: int, file_limit: int, allowed_hosts: set[str] | None):
-        self.app = app
-        self.max_body = max_body
-        self.file_limit = file_limit
-        self.allowed_hosts = allowed_hosts
-
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                headers = [*message.get("headers", []), (b"x-content-type-options", b"nosniff")]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        headers = {name.lower(): value for name, value in scope["headers"]}
-        if self.allowed_hosts is not None:
-            host = _host_name(headers.get(b"host", b""))
-            if host not in self.allowed_hosts:
-                await _send_json(send_with_headers, 400, f"host not allowed: {host!r}")
-                return
-        length = headers.get(b"content-length")
-        if length is not None:
-            try:
-                declared = int(length)
-            except ValueError:
-                await _send_json(send_with_headers, 400, "invalid Content-Length header")
-                return
-            if declared > self.max_body:
-                await _send_json(send_with_headers, 413, _too_large(self.file_limit))
-                return
-        received = 0
-
-        async def limited_receive() -> dict[str, Any]:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    # An HTTPException passes through FastAPI's body parsing as itself.
-                    raise HTTPException(413, _too_large(self.file_limit))
-            return message
-
-        await self.app(scope, limited_receive, send_with_headers)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -461,7 +164,7 @@ def create_app(
     app.state.batcher = batcher
     hosts = None if allowed_hosts is None else {h.strip("[]").lower() for h in allowed_hosts}
     app.add_middleware(
-        _Guard,
+        Guard,
         max_body=max_upload_bytes + MULTIPART_SLACK,
         file_limit=max_upload_bytes,
         allowed_hosts=hosts,
@@ -486,10 +189,10 @@ def create_app(
     ) -> JSONResponse:
         """Score one uploaded image: the verdict, its probability and, if asked, why."""
         if file.size is not None and file.size > max_upload_bytes:
-            raise HTTPException(413, _too_large(max_upload_bytes))
+            raise HTTPException(413, too_large(max_upload_bytes))
         data = await file.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
-            raise HTTPException(413, _too_large(max_upload_bytes))
+            raise HTTPException(413, too_large(max_upload_bytes))
         try:
             image = await run_in_threadpool(_decode_bytes, data, max_pixels)
         except ImageDecodeError as exc:
