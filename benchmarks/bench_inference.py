@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from benchmarks import common
-from mfclip.model.noise import KERNEL_ENV
+from mfclip.model.selection import KERNEL_ENV
 
 NAME = "inference"
 
@@ -29,16 +29,17 @@ NAME = "inference"
 def make_inputs(model: Any, batch: int, seed: int = 0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     size = model.config.preprocess.image_size
-    return model.normalize(torch.rand(batch, 3, size, size, generator=gen))
+    return torch.rand(batch, 3, size, size, generator=gen)  # [0, 1]: the model normalises
 
 
 def runners(model: Any, x: torch.Tensor) -> dict[str, Any]:
     """The two measured callables (inference mode, eval)."""
     enc = model.visual.global_encoder  # CLIPVisionEncoder: vision_model + visual_projection
+    normalised = model.normalize(x)  # the bare tower takes CLIP-normalised pixels
 
     def bare() -> Any:
         with torch.inference_mode():
-            return enc(x)
+            return enc(normalised)
 
     def mfclip() -> Any:
         with torch.inference_mode():
@@ -49,11 +50,11 @@ def runners(model: Any, x: torch.Tensor) -> dict[str, Any]:
 
 def components(model: Any, x: torch.Tensor, repeats: int) -> dict[str, Any]:
     """Time of the noise branch's parts on the same batch (one warm-up, median of repeats)."""
-    from mfclip.model.noise import select_richest_patch
+    from mfclip.model.selection import select_richest_patch
 
     noise = model.visual.noise
     enc = noise.encoder
-    images01 = model.visual.unnormalize(x)
+    images01 = x
     patches, _, _ = select_richest_patch(images01, noise.patch_size, noise.stride)
     srm = noise.srm(patches)
     captured: list[torch.Tensor] = []
@@ -63,7 +64,7 @@ def components(model: Any, x: torch.Tensor, repeats: int) -> dict[str, Any]:
     hook.remove()
     tokens = captured[0]
     parts = {
-        "unnormalize": lambda: model.visual.unnormalize(x),
+        "normalize": lambda: model.visual.normalize(x),
         "selection": lambda: select_richest_patch(images01, noise.patch_size, noise.stride),
         "srm": lambda: noise.srm(patches),
         "noise_stem": lambda: enc.stem(srm),

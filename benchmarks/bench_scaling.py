@@ -26,10 +26,10 @@ def sweep(
     fn = (lambda x: enc(x)) if which == "bare" else (lambda x: model(x))
     gen = torch.Generator().manual_seed(0)
     with torch.inference_mode():
-        fn(model.normalize(torch.rand(2, 3, size, size, generator=gen)))  # global warm-up
+        fn(torch.rand(2, 3, size, size, generator=gen))  # global warm-up
         rows = []
         for batch in batches:
-            x = model.normalize(torch.rand(batch, 3, size, size, generator=gen))
+            x = torch.rand(batch, 3, size, size, generator=gen)
             repeats = max(1, min(max_repeats, budget_images // batch))
             warmup = 1 if batch * 4 <= budget_images else 0
             s = common.summarize(common.measure(lambda x=x: fn(x), warmup, repeats), batch)

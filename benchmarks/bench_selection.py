@@ -1,6 +1,6 @@
 """Target 1 (and the input-size half of target 5): richest-patch selection vs skimage.
 
-``mfclip.model.noise.select_richest_patch`` (batched, exact integer GLCM homogeneity) against
+``mfclip.model.selection.select_richest_patch`` (batched, exact integer GLCM homogeneity) against
 the reference the tests use: per image, grey levels in numpy, then per candidate patch
 ``skimage.feature.graycomatrix`` + ``graycoprops(..., "homogeneity")`` and ``np.argmin``.
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from benchmarks import common
-from mfclip.model.noise import patch_grid, select_richest_patch
+from mfclip.model.selection import patch_grid, select_richest_patch
 
 NAME = "selection"
 TIE_TOL = 1e-12

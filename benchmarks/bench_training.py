@@ -47,7 +47,7 @@ def make_batch(model: Any, batch: int, mix: str, seed: int = 0) -> tuple[torch.T
     """Images, labels (half real) and prompt tokens for a label mix."""
     gen = torch.Generator().manual_seed(seed)
     size = model.config.preprocess.image_size
-    x = model.normalize(torch.rand(batch, 3, size, size, generator=gen))
+    x = torch.rand(batch, 3, size, size, generator=gen)
     n_real = batch // 2
     fakes = [MIXES[mix][i % len(MIXES[mix])] for i in range(batch - n_real)]
     gens: list[str | None] = [None] * n_real + list(fakes)

@@ -468,7 +468,7 @@ def selection_throughput_rows(throughput: list[dict[str, Any]]) -> list[list[Any
 def selection_kernels() -> list[str]:
     """The selection kernels to time: torch always, numba where ``mfclip[fast]`` is installed
     (listed last: it is the one ``kernel="auto"`` uses then)."""
-    from mfclip.model.noise import _resolve_kernel
+    from mfclip.model.selection import _resolve_kernel
 
     fused = _resolve_kernel("auto", torch.device("cpu")) == "numba"
     return ["torch", "numba"] if fused else ["torch"]

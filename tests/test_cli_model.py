@@ -80,3 +80,15 @@ def test_help_imports_no_heavy_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_face_option_defaults_are_the_data_faces_defaults():
+    """detect/serve --faces must crop as ``data faces`` does (the CLI keeps numpy-free copies)."""
+    from mfclip.cli.common import FACE_MARGIN, FACE_SIZE
+    from mfclip.data.faces.crop import DEFAULT_MARGIN, DEFAULT_SIZE
+    from mfclip.data.faces.extract import FaceOptions
+    from mfclip.inference.prepare import FaceSettings
+
+    assert (FACE_MARGIN, FACE_SIZE) == (DEFAULT_MARGIN, DEFAULT_SIZE)
+    assert (FaceOptions().margin, FaceOptions().size) == (DEFAULT_MARGIN, DEFAULT_SIZE)
+    assert (FaceSettings().margin, FaceSettings().size) == (DEFAULT_MARGIN, DEFAULT_SIZE)

@@ -68,7 +68,7 @@ def test_items_have_the_agreed_keys_and_shapes(tmp_path: Path, tokenizer) -> Non
     item = dataset[3]
     keys = "image label tokens prompt_ids group path generator forgery_type index"
     assert set(item) == set(keys.split())
-    assert item["image"].dtype == torch.float32 and item["image"].shape == (3, 32, 32)
+    assert item["image"].dtype == torch.uint8 and item["image"].shape == (3, 32, 32)
     assert item["label"] == 1 and item["index"] == 3 and item["group"] == "v0"
     assert item["generator"] == "DDPM" and item["forgery_type"] == "entire_synthesis"
     assert Path(item["path"]).is_file()

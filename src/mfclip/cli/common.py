@@ -6,7 +6,10 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_face_options", "at_least"]
+__all__ = ["FACE_MARGIN", "FACE_SIZE", "add_face_options", "at_least", "face_detector_kwargs"]
+
+FACE_MARGIN = 1.3
+FACE_SIZE = 256
 
 
 def at_least(kind: type, minimum: float, strict: bool = False) -> Callable[[str], Any]:
@@ -28,18 +31,17 @@ def at_least(kind: type, minimum: float, strict: bool = False) -> Callable[[str]
 def add_face_options(p: argparse.ArgumentParser) -> None:
     """``--margin``/``--face-size``/``--face-detector``: the crop ``mfclip data faces`` makes.
 
-    The defaults are ``data faces``' defaults, so a model trained on its crops sees the same
-    pixels when it scores the original files with ``--faces``.
+    The defaults are ``data faces``' defaults (``mfclip.data.faces.crop``, pinned by a test;
+    not imported here so that ``mfclip --help`` loads no numpy), so a model trained on its crops
+    sees the same pixels when it scores the original files with ``--faces``.
     """
-    from ..data.faces.crop import DEFAULT_MARGIN, DEFAULT_SIZE
-
     p.add_argument(
-        "--margin", type=float, default=DEFAULT_MARGIN, help="face crop margin (default 1.3)"
+        "--margin", type=float, default=FACE_MARGIN, help="face crop margin (default 1.3)"
     )
     p.add_argument(
         "--face-size",
         type=at_least(int, 8),
-        default=DEFAULT_SIZE,
+        default=FACE_SIZE,
         help="face crop side in pixels before the model's resize (default 256, as data faces)",
     )
     p.add_argument(
@@ -47,3 +49,13 @@ def add_face_options(p: argparse.ArgumentParser) -> None:
         default="haar",
         help="face detector: haar, haar-alt2, yunet, or package.module:Class (default haar)",
     )
+
+
+def face_detector_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`mfclip.Detector` face options of a command given :func:`add_face_options`."""
+    return {
+        "faces": args.faces,
+        "margin": args.margin,
+        "face_size": args.face_size,
+        "face_detector": args.face_detector,
+    }

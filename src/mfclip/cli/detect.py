@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import add_face_options, at_least
+from .common import add_face_options, at_least, face_detector_kwargs
 
 __all__ = ["register"]
 
@@ -34,13 +34,7 @@ def _detect(args: argparse.Namespace) -> int:
     if not paths:
         raise ValueError("no input files found")
     detector = Detector.from_pretrained(
-        args.model,
-        device=args.device,
-        faces=args.faces,
-        frames=args.frames,
-        margin=args.margin,
-        face_size=args.face_size,
-        face_detector=args.face_detector,
+        args.model, device=args.device, frames=args.frames, **face_detector_kwargs(args)
     )
     out_path = Path(args.out) if args.out else None
     sink = out_path.open("w", newline="") if out_path else sys.stdout

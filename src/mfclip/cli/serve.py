@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import sys
 
-from .common import add_face_options, at_least
+from .common import add_face_options, at_least, face_detector_kwargs
 
 __all__ = ["LOOPBACK_NAMES", "is_loopback", "register", "serve"]
 
@@ -67,12 +67,7 @@ def serve(args: argparse.Namespace) -> int:
     else:
         allowed = list(LOOPBACK_NAMES) if loopback else None
     detector = Detector.from_pretrained(
-        args.model,
-        device=args.device,
-        faces=args.faces,
-        margin=args.margin,
-        face_size=args.face_size,
-        face_detector=args.face_detector,
+        args.model, device=args.device, **face_detector_kwargs(args)
     )
     app = create_app(
         detector,

@@ -6,9 +6,7 @@ so that ``mfclip data index`` starts quickly.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ..lazy import lazy_attributes
 from ..preprocess.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, load_image, to_rgb
 from .importers import IMPORTERS, ImportResult, index_dataset
 from .manifest import ManifestError, read_manifest, resolve_path, write_manifest
@@ -68,7 +66,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

@@ -7,8 +7,8 @@ OnnxDetector``.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..errors import ExportError
+from ..lazy import lazy_attributes
 
 _LAZY = {
     "DEFAULT_ATOL": "writer",
@@ -26,14 +26,4 @@ _LAZY = {
 
 __all__ = [*sorted(_LAZY), "ExportError"]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "ExportError":
-        from ..errors import ExportError
-
-        return ExportError
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mfclip.export' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)
