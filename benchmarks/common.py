@@ -1,5 +1,8 @@
 """Shared helpers: machine info, robust timing, tables, JSON results, benchmark models.
 
+Longer than 450 lines because every benchmark script and the report build their rows and tables
+here, so that the figures of a table are computed once (see docs/performance.md).
+
 Timing method (the development machines are small and shared): every measurement is warmed
 up, repeated, and reported as median with min/max; two configurations that are compared as a
 ratio are measured *interleaved* (A, B, B, A, ...) in one process so that load changes on the

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 import mfclip
-from mfclip.cli import main
 from mfclip import Detection, Detector
+from mfclip.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,8 @@ def test_api_accepts_every_image_type_consistently(detector, photo, tmp_path):
 
 def test_detect_paths_scores_like_the_model_on_eval_transform(detector, photo, tmp_path):
     """Worker decoding + uint8 hand-over + batch normalising == the plain float pipeline."""
-    from mfclip.preprocess.decode import load_image
     from mfclip.data.transforms import build_eval_transform
+    from mfclip.preprocess.decode import load_image
 
     paths = []
     for i, size in enumerate([(512, 512), (300, 420), (640, 360)]):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from PIL import Image
 
 import mfclip
 from mfclip.cli import main
+from mfclip.fileio import current_umask
 
 skdata = pytest.importorskip("skimage.data")
 ort = pytest.importorskip("onnxruntime")
@@ -169,6 +171,10 @@ def test_evaluate_command(setting, reference, tmp_path):
     rows = list(csv.DictReader((out / "scores.csv").open()))
     got = {Path(r["path"]).name: (float(r["score"]), None) for r in rows}
     _assert_same(got, reference, boxes=False)
+    # Reports and plots get an ordinary file's permissions (not mkstemp's 0600).
+    expected = 0o666 & ~current_umask()
+    for name in ("scores.csv", "metrics.json", "report.md", "roc.png"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == expected, name
 
 
 def test_http_service(setting, reference):
@@ -196,6 +202,7 @@ def test_onnx_runtime(setting, reference, tmp_path):
         for n, p, box in zip(files, pred.fake_prob, pred.image_boxes, strict=True)
     }
     _assert_same(got, reference, tol=ONNX_TOL)
+    assert stat.S_IMODE(result.path.stat().st_mode) == 0o666 & ~current_umask()
 
 
 def test_face_crops_score_the_same_from_data_faces_and_detect_faces(setting, tmp_path):

@@ -47,7 +47,7 @@ def add_face_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--face-detector",
         default="haar",
-        help="face detector: haar, haar-alt2, yunet, or package.module:Class (default haar)",
+        help="face detector: haar, haar-alt2, or package.module:Class (default haar)",
     )
 
 

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .common import FACE_MARGIN, FACE_SIZE
+
 __all__ = ["register"]
 
 
@@ -154,8 +156,10 @@ def register(sub: Any) -> None:
     faces.add_argument("--out-dir", required=True, help="where the crops go")
     faces.add_argument("--out", help="output manifest (default: OUT_DIR/manifest.csv)")
     faces.add_argument("--root", help="folder the input manifest's paths resolve against")
-    faces.add_argument("--margin", type=float, default=1.3, help="crop side / face box side")
-    faces.add_argument("--size", type=int, default=256, help="output side in pixels")
+    faces.add_argument(
+        "--margin", type=float, default=FACE_MARGIN, help="crop side / face box side"
+    )
+    faces.add_argument("--size", type=int, default=FACE_SIZE, help="output side in pixels")
     faces.add_argument("--frames", type=int, default=32, help="frames sampled per video")
     faces.add_argument("--detector", default="haar", help="haar, haar-alt2, yunet, or module:Class")
     faces.add_argument(

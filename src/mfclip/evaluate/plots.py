@@ -8,7 +8,6 @@ server, and no interference with a user's interactive backend. Files are saved a
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
 from mfclip.evaluate.metrics import average_precision, pr_curve, roc_auc, roc_curve
+from mfclip.fileio import atomic_write
 
 __all__ = ["plot_pr", "plot_roc", "plot_tsne"]
 
@@ -33,18 +33,12 @@ def _new_figure(size: tuple[float, float] = (5.0, 5.0)) -> Figure:
 
 
 def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Save through a temp file in the target directory, then ``os.replace`` it into place."""
+    """Save atomically (temporary file, then rename) with the umask's permissions."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fmt = out.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=fmt, bbox_inches="tight")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(out, lambda tmp: fig.savefig(tmp, format=fmt, bbox_inches="tight"))
     finally:
         fig.clear()
     return out

@@ -13,7 +13,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mfclip.evaluate.grouping import to_columns
+from mfclip.fileio import atomic_write_text
 
 __all__ = ["format_metric", "protocol_table", "write_report"]
 
@@ -34,18 +34,6 @@ _TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Video AUC", "video_auc"),
 )
 _SCORE_COLUMNS = ("path", "group", "label", "score")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file + ``os.replace`` (atomic on POSIX and NT)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _plain(value: Any) -> Any:
@@ -173,12 +161,12 @@ def write_report(
         "markdown": out / "report.md",
     }
     payload = {"name": name, "subsets": _plain(subsets)}
-    _atomic_write_text(paths["json"], json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    _atomic_write_text(paths["csv"], _metrics_csv(subsets))
-    _atomic_write_text(paths["markdown"], _markdown(name, subsets))
+    atomic_write_text(paths["json"], json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(paths["csv"], _metrics_csv(subsets))
+    atomic_write_text(paths["markdown"], _markdown(name, subsets))
     if records is not None:
         paths["scores"] = out / "scores.csv"
-        _atomic_write_text(paths["scores"], _scores_csv(records))
+        atomic_write_text(paths["scores"], _scores_csv(records))
     return paths
 
 

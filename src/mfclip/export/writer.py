@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import ExportError
+from ..fileio import publish
 from ..loading import load_model
 from ..model.mfclip import MFCLIP
 from ..version import __version__
@@ -283,6 +284,7 @@ def export_onnx(
         onnx.checker.check_model(proto)
         final = staging / "model.onnx"
         onnx.save(proto, str(final))
+        publish(final)
         os.replace(final, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

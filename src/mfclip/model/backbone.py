@@ -23,6 +23,7 @@ from torch import nn
 
 from ..config import BackboneConfig, PreprocessConfig
 from ..errors import BackboneNotFoundError
+from ..fileio import publish
 from ..prompts import prompt_vocabulary
 
 __all__ = [
@@ -172,6 +173,7 @@ def tiny_backbone_dir() -> Path:
             model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         _save_preprocess(staging, 224)
+        publish(staging)  # mkdtemp's 0700 would lock other accounts out of the shared cache
         try:
             staging.rename(target)
         except OSError:

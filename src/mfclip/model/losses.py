@@ -33,7 +33,7 @@ __all__ = [
     "LossInput",
     "LossOutput",
     "MFCLIPLoss",
-    "Scorer",
+    "SimilarityFn",
     "contrastive_loss",
     "distillation_loss",
     "gather_batch",
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: ``(visual, text, tokens) -> (B, B)`` SPA-weighted logits (``MFCLIP.contrastive_logits``).
-Scorer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+SimilarityFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 class LossInput(Protocol):
@@ -52,7 +52,7 @@ class LossInput(Protocol):
     text_features: torch.Tensor | None
     predicted_text: torch.Tensor | None
     tokens: torch.Tensor | None
-    scorer: Scorer | None
+    scorer: SimilarityFn | None
 
     @property
     def logits_per_image(self) -> torch.Tensor | None: ...

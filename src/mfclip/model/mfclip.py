@@ -25,7 +25,7 @@ from ..prompts import PromptBuilder
 from .backbone import Backbone, clip_from_config, load_tokenizer
 from .fle import FineGrainedLanguageEncoder, TextTower
 from .heads import ClassificationHead, TextPredictor
-from .losses import LossOutput, MFCLIPLoss, Scorer
+from .losses import LossOutput, MFCLIPLoss, SimilarityFn
 from .mve import CLIPVisionEncoder, MultiModalVisionEncoder, VisualFusion
 from .noise import NoiseBranch
 from .persistence import CONFIG_NAME, WEIGHTS_NAME, read_saved, resolve_source, write_saved
@@ -84,7 +84,7 @@ class MFCLIPOutput:
     logits_per_text: torch.Tensor | None = _SimilarityLogits(transposed=True)  # type: ignore[assignment]
     predicted_text: torch.Tensor | None = None
     tokens: torch.Tensor | None = None
-    scorer: Scorer | None = field(default=None, repr=False, compare=False)
+    scorer: SimilarityFn | None = field(default=None, repr=False, compare=False)
 
     @property
     def fake_prob(self) -> torch.Tensor:
