@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-__all__ = ["TokenTransformer"]
+__all__ = ["TokenTransformer", "vgg_stem"]
 
 
 class TokenTransformer(nn.Module):
@@ -51,3 +53,23 @@ class TokenTransformer(nn.Module):
         x = torch.cat([cls, tokens], dim=1) + self.pos_embedding
         x = self.encoder(x)
         return self.norm(x[:, 0])
+
+
+def vgg_stem(stages: Sequence[tuple[int, int]], in_channels: int = 3) -> nn.Sequential:
+    """Per ``(channels, convs)`` stage: ``convs`` x (Conv3x3 + BN + ReLU), then MaxPool 2x2.
+
+    The released code's VGG-style blocks (its noise stem ``features_SRM`` and the official
+    global encoder); the module layout (and so the state-dict keys) is theirs.
+    """
+    layers: list[nn.Module] = []
+    cin = in_channels
+    for cout, convs in stages:
+        for _ in range(convs):
+            layers += [
+                nn.Conv2d(cin, cout, kernel_size=3, stride=1, padding=1),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            ]
+            cin = cout
+        layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+    return nn.Sequential(*layers)

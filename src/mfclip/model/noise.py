@@ -7,7 +7,6 @@ the released code and the encoder that embeds its residual.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +15,7 @@ from torch import Tensor, nn
 
 from ..config import NoiseConfig
 from .glcm import DEFAULT_LUMA, glcm_homogeneity, quantize_gray
-from .layers import TokenTransformer
+from .layers import TokenTransformer, vgg_stem
 from .selection import patch_grid, select_richest_patch
 
 __all__ = [
@@ -86,22 +85,6 @@ class SRMFilter(nn.Module):
         return f"clip={self.clip}"
 
 
-def _conv_stem(stem_channels: Sequence[int]) -> nn.Sequential:
-    """Per stage: 3 x (Conv3x3 + BN + ReLU) then MaxPool 2x2 (released ``features_SRM``)."""
-    layers: list[nn.Module] = []
-    in_ch = 3
-    for out_ch in stem_channels:
-        for _ in range(3):
-            layers += [
-                nn.Conv2d(in_ch, out_ch, kernel_size=3, stride=1, padding=1),
-                nn.BatchNorm2d(out_ch),
-                nn.ReLU(inplace=True),
-            ]
-            in_ch = out_ch
-        layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-    return nn.Sequential(*layers)
-
-
 class NoiseEncoder(nn.Module):
     """SRM residual patch ``(B, 3, ps, ps)`` -> noise embedding ``(B, out_dim)``.
 
@@ -117,7 +100,8 @@ class NoiseEncoder(nn.Module):
             raise ValueError("noise.stem_channels must not be empty")
         self.tokens = cfg.tokens
         self.patch_size = cfg.patch_size
-        self.stem = _conv_stem(cfg.stem_channels)
+        # Released ``features_SRM``: three convolutions per stage.
+        self.stem = vgg_stem([(c, 3) for c in cfg.stem_channels])
         channels = cfg.stem_channels[-1]
         # MaxPool floors at every stage; floor(floor(n/2)/2) == n // 4, so one division suffices.
         self.spatial = cfg.patch_size // 2 ** len(cfg.stem_channels)

@@ -68,7 +68,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .layers import TokenTransformer
+from .layers import TokenTransformer, vgg_stem
 
 __all__ = [
     "RELEASED_STAGES",
@@ -118,19 +118,8 @@ class VGGStem(nn.Module):
         super().__init__()
         self.stages = _check_stages(RELEASED_STAGES if stages is None else stages)
         self.in_channels = in_channels
-        layers: list[nn.Module] = []
-        cin = in_channels
-        for cout, convs in self.stages:
-            for _ in range(convs):
-                layers += [
-                    nn.Conv2d(cin, cout, kernel_size=3, stride=1, padding=1),
-                    nn.BatchNorm2d(cout),
-                    nn.ReLU(inplace=True),
-                ]
-                cin = cout
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-        self.features = nn.Sequential(*layers)
-        self.out_channels = cin
+        self.features = vgg_stem(self.stages, in_channels)
+        self.out_channels = self.stages[-1][0] if self.stages else in_channels
         #: Total spatial downsampling factor (``2 ** num_stages``).
         self.reduction = 2 ** len(self.stages)
 
