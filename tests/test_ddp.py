@@ -98,15 +98,16 @@ def _contrastive(visual: torch.Tensor, text: torch.Tensor, tokens: torch.Tensor)
     return loss.detach(), visual.grad, text.grad
 
 
-def _gather_worker(rank: int, init_file: str, out_dir: str) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=len(SIZES)
-    )
+def _gather_main(out_dir: str) -> None:
+    """One rank of the unequal-batch check, started by ``torch.distributed.run``."""
+    dist.init_process_group("gloo")
     try:
+        rank = dist.get_rank()
         start = sum(SIZES[:rank])
         local = slice(start, start + SIZES[rank])
         loss, grad_v, grad_t = _contrastive(*(t[local] for t in _global_batch()))
         torch.save({"loss": loss, "visual": grad_v, "text": grad_t}, f"{out_dir}/{rank}.pt")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -119,14 +120,12 @@ def test_contrastive_gathers_unequal_local_batches(tmp_path):
     their owners, so a rank's feature gradient is ``world_size`` times the single-process one
     (DDP's gradient averaging divides it back).
     """
-    import torch.multiprocessing as mp
-
-    mp.spawn(
-        _gather_worker,
-        args=(str(tmp_path / "init"), str(tmp_path)),
-        nprocs=len(SIZES),
-        join=True,
-    )
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc_per_node={len(SIZES)}", "-m", "tests.test_ddp", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=root)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     loss, grad_v, grad_t = _contrastive(*_global_batch())
     start = 0
     for rank, size in enumerate(SIZES):
@@ -136,3 +135,7 @@ def test_contrastive_gathers_unequal_local_batches(tmp_path):
         assert torch.allclose(part["loss"], loss, rtol=1e-12)
         assert torch.allclose(part["visual"], len(SIZES) * grad_v[local], rtol=1e-9)
         assert torch.allclose(part["text"], len(SIZES) * grad_t[local], rtol=1e-9)
+
+
+if __name__ == "__main__":
+    _gather_main(sys.argv[1])

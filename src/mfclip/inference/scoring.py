@@ -23,10 +23,16 @@ T = TypeVar("T")
 
 @dataclass
 class Scores:
-    """One batch's results, on the CPU, float32."""
+    """One batch's results, on the CPU, float32.
+
+    ``fake_prob`` is calibrated with the model's stored calibration; ``raw_prob`` is the
+    uncalibrated softmax and ``margin`` the raw logit margin (what calibration is fitted on).
+    """
 
     fake_prob: torch.Tensor
     logits: torch.Tensor
+    raw_prob: torch.Tensor
+    margin: torch.Tensor
     boxes: torch.Tensor | None = None
     features: torch.Tensor | None = None
     #: SRM residual of each selected patch ``(B, 3, p, p)`` (explanations).
@@ -67,6 +73,8 @@ class Scorer:
         return Scores(
             fake_prob=out.fake_prob.float().cpu(),
             logits=out.logits.float().cpu(),
+            raw_prob=out.raw_fake_prob.float().cpu(),
+            margin=out.margin.float().cpu(),
             boxes=out.boxes.cpu() if out.boxes is not None else None,
             features=out.visual_features.float().cpu() if self.features else None,
             noise_maps=(

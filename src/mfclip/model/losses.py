@@ -12,7 +12,7 @@ released loss *values* are ours + 1059.66 when ``kd = 200``.
 Under DDP (``torch.distributed`` initialised with more than one process) the contrastive term
 gathers the visual and text features of every rank, as open_clip's ``ClipLoss`` does, and scores
 the global batch: its value equals a single-process run on the concatenated batch. Gradients
-reach every rank's slice through ``torch.distributed.nn.functional.all_gather``; local batches
+reach every rank's slice through an ``all_gather`` with a summing backward; local batches
 may differ in size (they are padded to the largest and trimmed after the gather).
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -105,6 +105,28 @@ def _pad_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
     return torch.cat([tensor, pad], dim=0)
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """``all_gather`` whose backward returns each rank the summed gradient of its own slice.
+
+    What ``torch.distributed.nn.functional.all_gather`` does (deprecated in recent torch),
+    written with the stable collectives: forward gathers equal-shaped slices; backward sums
+    every rank's gradient of the gathered tensor (``all_reduce``) and keeps this rank's rows.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ctx.rank = dist.get_rank()
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return tuple(parts)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> torch.Tensor:
+        stacked = torch.stack([g.contiguous() for g in grads])
+        dist.all_reduce(stacked)
+        return stacked[ctx.rank]
+
+
 def gather_batch(
     visual: torch.Tensor, text: torch.Tensor, tokens: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -114,16 +136,14 @@ def gather_batch(
     batch, and the all_gather backward sums the gradients back onto their owners); the tokens
     only weight the logits (SPA), so they are gathered without one.
     """
-    from torch.distributed.nn.functional import all_gather
-
     sizes = _local_sizes(visual.shape[0], visual.device)
     rows = max(sizes)
 
     def trim(parts: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
         return torch.cat([part[:n] for part, n in zip(parts, sizes, strict=True)], dim=0)
 
-    all_visual = trim(all_gather(_pad_rows(visual, rows)))
-    all_text = trim(all_gather(_pad_rows(text, rows)))
+    all_visual = trim(_GatherWithGrad.apply(_pad_rows(visual, rows)))
+    all_text = trim(_GatherWithGrad.apply(_pad_rows(text, rows)))
     all_tokens = None
     if tokens is not None:
         padded = _pad_rows(tokens, rows)

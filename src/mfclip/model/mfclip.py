@@ -23,6 +23,7 @@ from ..config import MFCLIPConfig
 from ..errors import CheckpointError
 from ..prompts import PromptBuilder
 from .backbone import Backbone, clip_from_config, load_tokenizer
+from .calibration import Calibration
 from .fle import FineGrainedLanguageEncoder, TextTower
 from .heads import ClassificationHead, TextPredictor
 from .losses import LossOutput, MFCLIPLoss, SimilarityFn
@@ -85,10 +86,24 @@ class MFCLIPOutput:
     predicted_text: torch.Tensor | None = None
     tokens: torch.Tensor | None = None
     scorer: SimilarityFn | None = field(default=None, repr=False, compare=False)
+    calibration: Calibration | None = field(default=None, repr=False, compare=False)
 
     @property
     def fake_prob(self) -> torch.Tensor:
+        """Calibrated p(fake) (the model's stored calibration; raw softmax when it has none)."""
+        if self.calibration is None:
+            return self.raw_fake_prob
+        return self.calibration(self.logits)
+
+    @property
+    def raw_fake_prob(self) -> torch.Tensor:
+        """The uncalibrated softmax p(fake)."""
         return self.logits.float().softmax(-1)[:, 1]
+
+    @property
+    def margin(self) -> torch.Tensor:
+        """The raw logit margin ``logit_fake - logit_real`` (what calibration maps)."""
+        return Calibration.margin(self.logits)
 
 
 @dataclass
@@ -161,6 +176,8 @@ class MFCLIP(nn.Module):
         self.criterion = MFCLIPLoss(config.loss)
         self.prompt_builder = PromptBuilder()
         #: What training recorded with the weights: decision threshold, validation metrics.
+        #: logits -> calibrated p(fake); set from ``training_info["calibration"]``.
+        self.calibration = Calibration()
         self.training_info: dict[str, Any] = {}
         self._apply_freezing()
 
@@ -241,6 +258,7 @@ class MFCLIP(nn.Module):
             visual_features=visual,
             boxes=mve.boxes,
             noise_map=mve.noise_map,
+            calibration=self.calibration,
         )
         if tokens is None or self.text is None:
             return out
@@ -284,6 +302,14 @@ class MFCLIP(nn.Module):
         finally:
             self.train(was_training)
         return Prediction(fake_prob=out.fake_prob, boxes=out.boxes, logits=out.logits)
+
+    def set_calibration(self, spec: dict[str, Any] | None) -> None:
+        """Apply a calibration (see :mod:`mfclip.model.calibration`) and record it for saving."""
+        self.calibration.load(spec)
+        if spec is None:
+            self.training_info.pop("calibration", None)
+        else:
+            self.training_info["calibration"] = self.calibration.to_dict()
 
     @property
     def threshold(self) -> float:
@@ -384,6 +410,13 @@ class MFCLIP(nn.Module):
         model = cls(config, backbone)
         model.load_weights(saved.state, source=str(saved.directory / WEIGHTS_NAME))
         model.training_info = saved.training
+        try:
+            model.calibration.load(model.training_info.get("calibration"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{saved.directory / CONFIG_NAME}: bad training.calibration ({exc}); refit it "
+                "with 'mfclip calibrate'"
+            ) from None
         return model.to(map_location)
 
     def load_weights(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
