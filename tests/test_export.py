@@ -334,3 +334,35 @@ def test_non_float32_model_is_refused(model, tmp_path):
 
     with pytest.raises(ExportError, match="float32"):
         export_onnx(copy.deepcopy(model).double(), tmp_path / "x.onnx", verify=False)
+
+
+@pytest.mark.parametrize("method", ["temperature", "platt", "isotonic"])
+def test_calibration_and_operating_point_travel_with_the_graph(tmp_path, method):
+    """ONNX Runtime reports the calibrated probability and the same verdicts as PyTorch."""
+    from mfclip.evaluate.fitting import apply_operating_point, fit_operating_point
+
+    torch.manual_seed(0)
+    m = mfclip.create_model("mfclip-tiny").eval()
+    gen = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (24, 3, 224, 224), generator=gen).byte()
+    margins = m.predict(images).logits.float()
+    margins = (margins[:, 1] - margins[:, 0]).numpy()
+    labels = (margins > np.median(margins)).astype(int)
+    labels[:3] = 1 - labels[:3]  # not separable: a non-trivial fit
+    fitted = fit_operating_point(margins, labels, method=method, rule="fixed", band=(0.3, 0.7))
+    apply_operating_point(m, fitted)
+    result = export_onnx(m, tmp_path / "calibrated.onnx")
+    assert json.loads(read_metadata(result.path)["calibration"])["method"] == method
+    pred = m.predict(images)
+    assert not torch.allclose(pred.fake_prob, pred.logits.softmax(-1)[:, 1])  # calibrated
+    detector = OnnxDetector(result.path)
+    prob, _ = detector.run(images.numpy())
+    np.testing.assert_allclose(prob, pred.fake_prob.numpy(), atol=1e-4)
+    torch_detector = mfclip.Detector(m, device="cpu")
+    pil = [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in images]
+    ours = torch_detector(pil)
+    onnx_pred = detector(pil)
+    assert onnx_pred.labels == [d.label for d in ours]
+    np.testing.assert_allclose(onnx_pred.fake_prob, [d.fake_prob for d in ours], atol=1e-4)
+    pairs = zip(onnx_pred.reasons, onnx_pred.labels, strict=True)
+    assert all(reason.startswith(label.upper()) for reason, label in pairs)

@@ -144,8 +144,21 @@ def test_selection_on_validation_only_and_threshold_stored(manifest, tmp_path, m
     best = MFCLIP.from_pretrained(result.best_checkpoint)
     val_rows = list(csv.DictReader((tmp_path / "run" / "val_log.csv").open()))
     best_epoch = max(val_rows, key=lambda r: float(r["auc"]))
-    assert best.threshold == pytest.approx(float(best_epoch["threshold"]))
     assert best.training_info["validation"]["auc"] == pytest.approx(float(best_epoch["auc"]))
+    # After selection, calibration and the threshold are fitted on the same validation split:
+    # the stored threshold is the EER point of the calibrated validation probabilities.
+    from mfclip.evaluate.operating import threshold_for_rule
+    from mfclip.train.data import build_datasets
+    from mfclip.train.distributed import DistEnv
+    from mfclip.train.selection import validation_scores
+
+    cfg = config(manifest)
+    assert best.training_info["calibration"]["method"] == "temperature"
+    assert best.calibration.method == "temperature"
+    val = validation_scores(best, build_datasets(cfg, best)[1], cfg, DistEnv())
+    assert best.threshold == pytest.approx(threshold_for_rule("eer", val.labels, val.scores))
+    report = best.training_info["calibration_report"]
+    assert report["after"]["nll"] <= report["before"]["nll"] + 1e-9
 
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["seed"] == 0 and run["mfclip_version"]

@@ -127,6 +127,14 @@ class OperatingPoint:
             )
         return f"{head}; {self._rule_words()}.{why}"
 
+    def summary(self) -> str:
+        """How verdicts are decided, in one line (for logs, the CLI and the service)."""
+        calibrated = "calibrated" if self.calibration != "none" else "uncalibrated"
+        band = ""
+        if self.band is not None:
+            band = f", uncertain between {self.band[0]:.3f} and {self.band[1]:.3f}"
+        return f"{calibrated} probabilities, {self._rule_words()}{band}"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "threshold": self.threshold,

@@ -13,7 +13,7 @@ from .common import add_face_options, at_least, face_detector_kwargs
 __all__ = ["register"]
 
 FIELDS = ["source", "kind", "frame", "frames", "fake_prob", "label", "threshold", "face_box",
-          "patch_box", "error"]  # fmt: skip
+          "patch_box", "error", "raw_prob", "reason"]  # fmt: skip
 
 
 def _cell(value: object) -> str:
@@ -34,7 +34,11 @@ def _detect(args: argparse.Namespace) -> int:
     if not paths:
         raise ValueError("no input files found")
     detector = Detector.from_pretrained(
-        args.model, device=args.device, frames=args.frames, **face_detector_kwargs(args)
+        args.model,
+        device=args.device,
+        frames=args.frames,
+        threshold=args.threshold,
+        **face_detector_kwargs(args),
     )
     out_path = Path(args.out) if args.out else None
     sink = out_path.open("w", newline="") if out_path else sys.stdout
@@ -44,6 +48,7 @@ def _detect(args: argparse.Namespace) -> int:
         writer.writeheader()
     scored = failed = 0
     explained = 0
+    verdicts: dict[str, int] = {}
     try:
         rows = detector.detect_paths(
             paths,
@@ -63,6 +68,7 @@ def _detect(args: argparse.Namespace) -> int:
                 continue
             if det.ok:
                 scored += 1
+                verdicts[det.label] = verdicts.get(det.label, 0) + 1
                 if args.explain and det.kind == "image":
                     target = Path(args.explain) / f"{explained:05d}_{Path(det.source).stem}.png"
                     detector.explain(det.source).save(target)
@@ -80,6 +86,9 @@ def _detect(args: argparse.Namespace) -> int:
             f"images {100 * stats.wait_fraction:.0f}% of the time)",
             file=sys.stderr,
         )
+        if verdicts:
+            counts = ", ".join(f"{n} {label}" for label, n in sorted(verdicts.items()))
+            print(f"verdicts: {counts}; {detector.operating_point.summary()}", file=sys.stderr)
         if out_path:
             print(f"results: {out_path}", file=sys.stderr)
         if args.explain:
@@ -92,6 +101,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", help="files, folders (recursive), globs, videos")
     p.add_argument("--model", required=True, help="model dir, run folder, or hub repo id")
     p.add_argument("--out", help="results file (.csv or .jsonl; default: CSV on stdout)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="override the model's stored threshold (drops its rule and uncertain band)",
+    )
     p.add_argument("--faces", action="store_true", help="detect and crop the largest face first")
     add_face_options(p)
     p.add_argument("--frames", type=int, default=16, help="frames sampled per video")

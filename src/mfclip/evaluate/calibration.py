@@ -144,10 +144,17 @@ def fit_calibration(
         )
         return {**base, "temperature": float(math.exp(res.x))}
     if method == "platt":
-        from sklearn.linear_model import LogisticRegression
+        from scipy.optimize import minimize
 
-        reg = LogisticRegression(penalty=None, solver="lbfgs", max_iter=1000).fit(z[:, None], y)
-        return {**base, "a": float(reg.coef_[0, 0]), "b": float(reg.intercept_[0])}
+        sign = 2.0 * y - 1.0
+
+        def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            t = sign * (theta[0] * z + theta[1])
+            weight = -sign * _sigmoid(-t) / len(z)  # d loss / d (a z + b)
+            return float(np.mean(np.logaddexp(0.0, -t))), np.array([weight @ z, weight.sum()])
+
+        res = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+        return {**base, "a": float(res.x[0]), "b": float(res.x[1])}
     if method == "isotonic":
         from sklearn.isotonic import IsotonicRegression
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..errors import ConfigError
 from .ranking import roc_curve
 from .thresholds import threshold_at_eer, threshold_for_best_accuracy
 from .validation import both_classes, check_binary
@@ -150,41 +151,66 @@ def coverage_curve(
     return rows
 
 
-def uncertain_band(
-    labels: ArrayLike, probs: ArrayLike, threshold: float, target_accuracy: float
-) -> dict[str, Any] | None:
-    """The narrowest band around ``threshold`` outside which accuracy reaches the target.
+def _edge_candidates(values: np.ndarray, extra: tuple[float, ...], limit: int) -> np.ndarray:
+    """Distinct scores of one side (their quantiles when there are more than ``limit``)."""
+    distinct = np.unique(values)
+    if len(distinct) > limit:
+        distinct = np.unique(np.quantile(values, np.linspace(0.0, 1.0, limit), method="lower"))
+    return np.unique(np.concatenate([distinct, np.asarray(extra, dtype=np.float64)]))
 
-    Samples are set aside from the one closest to the threshold outwards; the band is the open
-    interval ``(threshold - d, threshold + d)`` for the smallest ``d`` that lifts the accuracy
-    of the rest to ``target_accuracy``. ``None`` when no abstention is needed; raises when even the
-    most confident tenth of the data misses the target (the band would swallow everything).
+
+def uncertain_band(
+    labels: ArrayLike,
+    probs: ArrayLike,
+    threshold: float,
+    target_accuracy: float,
+    candidates: int = 512,
+) -> dict[str, Any] | None:
+    """The band ``(lo, hi)``, ``lo <= threshold <= hi``, that abstains least for the target.
+
+    A probability inside the open band is *uncertain*; ``p >= hi`` is called fake and
+    ``p <= lo`` real (as :meth:`mfclip.operating.OperatingPoint.label` does). Both edges are
+    searched independently, so errors crowded on one side of the threshold do not widen the
+    band on the other: among candidate edges (the distinct scores on each side, or
+    ``candidates`` quantiles of them), the band with the largest coverage whose covered
+    accuracy reaches ``target_accuracy`` wins; ties go to the narrower band. ``None`` when no
+    abstention is needed; raises when no band reaching the target covers 10 % of the data.
     """
     if not 0.5 < target_accuracy < 1.0:
-        raise ValueError(f"target accuracy must lie in (0.5, 1), got {target_accuracy}")
+        raise ConfigError(f"target accuracy must lie in (0.5, 1), got {target_accuracy}")
     y, p = check_binary(labels, probs)
-    distance = np.abs(p - threshold)
-    order = np.argsort(distance, kind="stable")
-    correct = ((p >= threshold) == (y == 1))[order]
-    # Accuracy of the samples kept when the first k (closest) are set aside, k = 0..n-1.
-    kept_correct = np.cumsum(correct[::-1])[::-1]
-    kept = np.arange(len(y), 0, -1)
-    accuracy = kept_correct / kept
-    if accuracy[0] >= target_accuracy:
+    thr = float(threshold)
+    if float(((p >= thr) == (y == 1)).mean()) >= target_accuracy:
         return None
-    reachable = np.nonzero(accuracy >= target_accuracy)[0]
-    if not len(reachable) or reachable[0] > 0.9 * len(y):
-        raise ValueError(
+    order = np.argsort(p, kind="stable")
+    p_sorted, fake_sorted = p[order], y[order]
+    fakes_up_to = np.concatenate([[0], np.cumsum(fake_sorted)])  # fakes among the first i
+    n, n_fake = len(p), int(fakes_up_to[-1])
+    los = _edge_candidates(p[p < thr], (0.0, thr), candidates)
+    his = _edge_candidates(p[p >= thr], (thr, 1.0), candidates)
+    los, his = los[los <= thr], his[his >= thr]
+    # Covered as real: p <= lo (correct when real); covered as fake: p >= hi (correct if fake).
+    below = np.searchsorted(p_sorted, los, side="right")
+    above_start = np.searchsorted(p_sorted, his, side="left")
+    real_kept, real_right = below, below - fakes_up_to[below]
+    fake_kept, fake_right = n - above_start, n_fake - fakes_up_to[above_start]
+    kept = real_kept[:, None] + fake_kept[None, :]
+    right = real_right[:, None] + fake_right[None, :]
+    width = his[None, :] - los[:, None]
+    # lo == hi == threshold is the no-band decision, already known to miss the target.
+    ok = (right >= target_accuracy * kept - 1e-9) & (kept > 0) & (width > 0)
+    if not ok.any() or kept[ok].max() < 0.1 * n:
+        raise ConfigError(
             f"no band reaches {target_accuracy:.0%} accuracy while covering at least 10% of "
             "the data; lower the target or give the band explicitly"
         )
-    k = int(reachable[0])  # set aside the k closest samples
-    d = float(np.nextafter(distance[order[k - 1]], np.inf))
-    lo, hi = max(0.0, threshold - d), min(1.0, threshold + d)
+    # Largest coverage first, then the narrowest band.
+    score = np.where(ok, kept, -1).astype(np.float64) - np.where(ok, width, 0.0) / 2.0
+    i, j = np.unravel_index(int(np.argmax(score)), score.shape)
     return {
-        "lo": lo,
-        "hi": hi,
+        "lo": float(los[i]),
+        "hi": float(his[j]),
         "target_accuracy": float(target_accuracy),
-        "coverage": float(kept[k] / len(y)),
-        "accuracy": float(accuracy[k]),
+        "coverage": float(kept[i, j] / n),
+        "accuracy": float(right[i, j] / kept[i, j]),
     }

@@ -2,7 +2,9 @@
 
 These are the numbers DeepfakeBench reports (frame AUC, AP, EER, ACC and video AUC, where a
 video's score is the mean of its frame scores), with bootstrap intervals, in the shape the
-report writer and the trainer consume.
+report writer and the trainer consume; plus the rates a user deploys by: the share of fakes
+caught when only 0.1 %, 1 % or 5 % of real images may be flagged, the share of reals flagged
+when 95 % of fakes must be caught, and both rates at the model's stored threshold.
 """
 
 from __future__ import annotations
@@ -15,11 +17,17 @@ from numpy.typing import ArrayLike, NDArray
 
 from .bootstrap import check_bootstrap_args, curve_cis
 from .grouping import to_columns, video_scores
+from .operating import fpr_at_tpr, rates_at, tpr_at_fpr
 from .ranking import average_precision, eer, roc_auc
 from .thresholds import accuracy, balanced_accuracy
 from .validation import check_binary
 
-__all__ = ["breakdown", "summarize"]
+__all__ = ["TARGET_FPRS", "TARGET_TPRS", "breakdown", "summarize"]
+
+#: False positive rates at which ``tpr@fpr=X`` is reported, and true positive rates for
+#: ``fpr@tpr=X``.
+TARGET_FPRS = (0.001, 0.01, 0.05)
+TARGET_TPRS = (0.95,)
 
 
 def summarize(
@@ -33,9 +41,10 @@ def summarize(
 ) -> dict[str, Any]:
     """All standard metrics for one evaluation set, as a flat JSON-friendly dict.
 
-    Keys: ``n, n_real, n_fake, auc, ap, eer, eer_threshold, acc@0.5, balanced_acc@0.5``; with
-    ``threshold`` (fixed beforehand on validation data) also ``threshold, acc@thr,
-    balanced_acc@thr``; with ``groups`` also ``n_videos, video_auc``. When ``bootstrap > 0``,
+    Keys: ``n, n_real, n_fake, auc, ap, eer, eer_threshold, acc@0.5, balanced_acc@0.5``,
+    ``tpr@fpr=0.001``, ``tpr@fpr=0.01``, ``tpr@fpr=0.05`` and ``fpr@tpr=0.95`` (NaN for one
+    class); with ``threshold`` (fixed beforehand on validation data) also ``threshold, acc@thr,
+    balanced_acc@thr, fpr@thr, tpr@thr``; with ``groups`` also ``n_videos, video_auc``. When ``bootstrap > 0``,
     ``<key>_ci`` = (low, high) percentile intervals are added for auc, ap, eer, acc@0.5,
     acc@thr and video_auc (frame metrics resample whole groups when groups are given).
     """
@@ -53,6 +62,8 @@ def summarize(
         "acc@0.5": accuracy(y, s, 0.5),
         "balanced_acc@0.5": balanced_accuracy(y, s, 0.5),
     }
+    out.update({f"tpr@fpr={f:g}": tpr_at_fpr(y, s, f) for f in TARGET_FPRS})
+    out.update({f"fpr@tpr={t:g}": fpr_at_tpr(y, s, t) for t in TARGET_TPRS})
     thresholds = {"acc@0.5": 0.5}
     if threshold is not None:
         thr = float(threshold)
@@ -60,6 +71,7 @@ def summarize(
         out["threshold"] = thr
         out["acc@thr"] = accuracy(y, s, thr)
         out["balanced_acc@thr"] = balanced_accuracy(y, s, thr)
+        out["fpr@thr"], out["tpr@thr"] = rates_at(y, s, thr)
     if groups is not None:
         _, vy, vs = video_scores(groups, y, s)
         out["n_videos"] = int(vy.shape[0])

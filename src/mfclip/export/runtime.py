@@ -8,6 +8,7 @@ PyTorch model does. Nothing here imports torch.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..operating import OperatingPoint
 from ..preprocess.decode import DEFAULT_MAX_PIXELS, decode_image, to_rgb
 from ..preprocess.geometry import Placement, fit
 from .metadata import (
@@ -36,7 +38,7 @@ class OnnxPrediction:
 
     #: ``(B,)`` float32 probability that each image is fake.
     fake_prob: np.ndarray
-    #: ``(B,)`` bool, ``fake_prob >= threshold`` (mfclip's rule).
+    #: ``(B,)`` bool, the verdict is ``fake`` (``fake_prob >= threshold``, or above the band).
     is_fake: np.ndarray
     threshold: float
     #: ``(B, 4)`` int64 richest patch ``(x0, y0, x1, y1)`` in model-input pixels, or ``None``
@@ -44,10 +46,10 @@ class OnnxPrediction:
     boxes: np.ndarray | None = None
     #: The same boxes in the pixels of each original image.
     image_boxes: list[list[int]] | None = None
-
-    @property
-    def labels(self) -> list[str]:
-        return ["fake" if f else "real" for f in self.is_fake.tolist()]
+    #: ``real``, ``fake`` or ``uncertain`` per image (the model's operating point).
+    labels: list[str] | None = None
+    #: The verdicts in plain words (as ``mfclip detect`` words them).
+    reasons: list[str] | None = None
 
 
 def _rgb(image: Any, max_pixels: int | None) -> Image.Image:
@@ -100,8 +102,11 @@ class OnnxDetector:
         )
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.preprocess_config = OnnxPreprocess.from_metadata(self.metadata)
-        stored = float(self.metadata.get("threshold", 0.5))
-        self.threshold = float(threshold) if threshold is not None else stored
+        training = json.loads(self.metadata.get("training") or "{}")
+        training.setdefault("threshold", float(self.metadata.get("threshold", 0.5)))
+        #: Threshold, rule and uncertain band stored with the model (``threshold`` overrides).
+        self.operating_point = OperatingPoint.from_training_info(training, threshold)
+        self.threshold = self.operating_point.threshold
         self.max_pixels = max_pixels
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -174,6 +179,16 @@ class OnnxDetector:
             image_boxes = [
                 pl.to_source(box) for pl, box in zip(placements, boxes.tolist(), strict=True)
             ]
-        return OnnxPrediction(prob, prob >= self.threshold, self.threshold, boxes, image_boxes)
+        point = self.operating_point
+        labels = [point.label(float(p)) for p in prob]
+        return OnnxPrediction(
+            prob,
+            np.array([label == "fake" for label in labels], dtype=bool),
+            self.threshold,
+            boxes,
+            image_boxes,
+            labels,
+            [point.describe(float(p)) for p in prob],
+        )
 
     __call__ = predict

@@ -91,6 +91,8 @@ def onnx_metadata(model: MFCLIP) -> dict[str, str]:
         ),
         "outputs": json.dumps([PROB_NAME, BOXES_NAME] if has_boxes else [PROB_NAME]),
         "noise_enabled": json.dumps(has_boxes),
+        # fake_prob leaves the graph calibrated: the calibration is part of the traced forward.
+        "calibration": json.dumps(model.calibration.to_dict(), sort_keys=True),
         "config": json.dumps(cfg.to_dict(), sort_keys=True),
         "training": json.dumps(model.training_info, sort_keys=True, default=str),
     }

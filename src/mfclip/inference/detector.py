@@ -21,6 +21,7 @@ import numpy as np
 
 from ..loading import load_model
 from ..model.mfclip import MFCLIP
+from ..operating import OperatingPoint
 from ..version import __version__
 from .inputs import ImageLike, describe, to_rgb_image
 from .pipeline import PathDataset, decoded
@@ -47,6 +48,10 @@ class Detection:
     face_box: list[int] | None = None
     patch_box: list[int] | None = None
     error: str | None = None
+    #: The uncalibrated softmax p(fake) (``fake_prob`` is calibrated when the model is).
+    raw_prob: float | None = None
+    #: The verdict in plain words: the rule behind it, and why when it may surprise.
+    reason: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -76,7 +81,8 @@ class DetectorStats:
         return self.images / self.total_s if self.total_s > 0 else 0.0
 
 
-Scored = tuple[float, list[int] | None]
+#: ``(calibrated p(fake), raw p(fake), richest-patch box in source pixels)`` per sample.
+Scored = tuple[float, float, list[int] | None]
 
 
 class Detector:
@@ -100,7 +106,9 @@ class Detector:
         amp: str = "none",
     ) -> None:
         self.model = load_model(model, device)
-        self.threshold = float(threshold if threshold is not None else model.threshold)
+        #: Threshold, rule and uncertain band stored with the model (``threshold`` overrides).
+        self.operating_point = OperatingPoint.from_training_info(model.training_info, threshold)
+        self.threshold = self.operating_point.threshold
         self.faces = faces
         self.frames = frames
         settings = FaceSettings(face_detector, margin, face_size) if faces else None
@@ -126,7 +134,8 @@ class Detector:
             "variant": cfg.variant,
             "backbone": cfg.backbone.name,
             "threshold": self.threshold,
-            "threshold_rule": self.model.training_info.get("threshold_rule", "default 0.5"),
+            "threshold_rule": self.operating_point.rule,
+            "operating_point": self.operating_point.to_dict(),
             "preprocessing": asdict(cfg.preprocess),
             "faces": self.faces,
             "validation": self.model.training_info.get("validation"),
@@ -134,16 +143,25 @@ class Detector:
 
     # ------------------------------------------------------------------ scoring
     def label(self, prob: float) -> str:
-        """The verdict at this detector's threshold (``fake`` when ``prob >= threshold``)."""
-        return "fake" if prob >= self.threshold else "real"
+        """``real``, ``fake`` or (inside the model's uncertain band) ``uncertain``."""
+        return self.operating_point.label(prob)
+
+    def _detection(self, source: str, scored: Scored, **fields: Any) -> Detection:
+        prob, raw, box = scored
+        return Detection(
+            source, prob, self.label(prob), self.threshold, patch_box=box, raw_prob=raw,
+            reason=self.operating_point.describe(prob), **fields,
+        )  # fmt: skip
 
     def score_samples(self, samples: Sequence[Sample]) -> list[Scored]:
-        """Probability and richest-patch box (source pixels) per prepared sample."""
+        """Calibrated and raw probability, and richest-patch box (source pixels), per sample."""
         scores = self.scorer(Preparer.batch(samples, self.device))
         boxes = scores.boxes if scores.boxes is not None else [None] * len(samples)
         return [
-            (float(p), None if b is None else s.placement.to_source(b.tolist()))
-            for p, s, b in zip(scores.fake_prob.tolist(), samples, boxes, strict=True)
+            (float(p), float(r), None if b is None else s.placement.to_source(b.tolist()))
+            for p, r, s, b in zip(
+                scores.fake_prob.tolist(), scores.raw_prob.tolist(), samples, boxes, strict=True
+            )
         ]
 
     def prepare(self, image: ImageLike, keep_rgb: bool = False) -> Sample:
@@ -165,11 +183,8 @@ class Detector:
         for start in range(0, len(prepared), 32):
             chunk = prepared[start : start + 32]
             scored = self.score_samples([s for _, s in chunk])
-            for (i, sample), (prob, box) in zip(chunk, scored, strict=True):
-                results[i] = Detection(
-                    describe(items[i]), prob, self.label(prob), self.threshold,
-                    face_box=sample.face_box, patch_box=box,
-                )  # fmt: skip
+            for (i, sample), result in zip(chunk, scored, strict=True):
+                results[i] = self._detection(describe(items[i]), result, face_box=sample.face_box)
         return results[0] if single else results  # type: ignore[return-value]
 
     def detect_paths(
@@ -240,26 +255,20 @@ class Detector:
             )
             return
         if unit.kind == "image":
-            (prob, box), sample = scored[0], unit.samples[0]
-            yield Detection(
-                unit.source, prob, self.label(prob), self.threshold,
-                face_box=sample.face_box, patch_box=box,
-            )  # fmt: skip
+            yield self._detection(unit.source, scored[0], face_box=unit.samples[0].face_box)
             return
         if per_frame:
-            for (prob, box), sample in zip(scored, unit.samples, strict=True):
-                yield Detection(
-                    unit.source, prob, self.label(prob), self.threshold, kind="frame",
-                    frame=sample.frame, face_box=sample.face_box, patch_box=box,
-                )  # fmt: skip
-        mean = float(np.mean([p for p, _ in scored]))
-        yield Detection(
-            unit.source, mean, self.label(mean), self.threshold, kind="video", frames=len(scored)
-        )
+            for result, sample in zip(scored, unit.samples, strict=True):
+                yield self._detection(
+                    unit.source, result, kind="frame", frame=sample.frame, face_box=sample.face_box
+                )
+        mean = float(np.mean([p for p, _, _ in scored]))
+        raw = float(np.mean([r for _, r, _ in scored]))
+        yield self._detection(unit.source, (mean, raw, None), kind="video", frames=len(scored))
 
     # ------------------------------------------------------------------ explanations
     def explain(self, image: ImageLike) -> Any:
         """Verdict, face box, richest patch, its SRM noise map and a relevance heat-map."""
         from .explain import explain_sample
 
-        return explain_sample(self.model, self.prepare(image, keep_rgb=True), self.threshold)
+        return explain_sample(self.model, self.prepare(image, keep_rgb=True), self.operating_point)

@@ -20,6 +20,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..model.mfclip import MFCLIP
+from ..operating import OperatingPoint
 from .prepare import Preparer
 from .sample import Sample
 from .scoring import Scorer
@@ -150,16 +151,18 @@ def _draw_boxes(
     return image
 
 
-def explain_sample(model: MFCLIP, sample: Sample, threshold: float) -> Explanation:
+def explain_sample(model: MFCLIP, sample: Sample, point: OperatingPoint) -> Explanation:
     """Score one prepared sample (the one scoring loop) and draw its explanation panel."""
     x = Preparer.batch([sample], model.device)
     scores = Scorer(model, noise_maps=True)(x)
     prob = float(scores.fake_prob[0])
-    label = "fake" if prob >= threshold else "real"
+    label = point.label(prob)
+    threshold = point.threshold
     patch_box = None
     if scores.boxes is not None:
         patch_box = sample.placement.to_source(scores.boxes[0].tolist())
-    heat = relevance_map(model, x, target=label)
+    target = "real" if label == "real" else "fake"  # uncertain: what speaks for a forgery
+    heat = relevance_map(model, x, target=target)
 
     original = sample.rgb if sample.rgb is not None else np.zeros((PANEL, PANEL, 3), np.uint8)
     panels = [
@@ -176,13 +179,14 @@ def explain_sample(model: MFCLIP, sample: Sample, threshold: float) -> Explanati
         captions.append("SRM noise of the patch")
     overlay = (0.55 * sample.pixels + 0.45 * _colorize(heat)).astype(np.uint8)
     panels.append(_fit(Image.fromarray(overlay)))
-    captions.append(f"what supports '{label}' (Grad-CAM)")
+    captions.append(f"what supports '{target}' (Grad-CAM)")
 
     header, footer = 34, 22
     canvas = Image.new("RGB", (PANEL * len(panels), PANEL + header + footer), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     verdict = f"{label.upper()}  p(fake) = {prob:.3f}  (threshold {threshold:.3f})"
-    draw.text((8, 10), verdict, fill=(200, 0, 0) if label == "fake" else (0, 120, 0))
+    colour = {"fake": (200, 0, 0), "real": (0, 120, 0)}.get(label, (170, 110, 0))
+    draw.text((8, 10), verdict, fill=colour)
     for i, (panel, caption) in enumerate(zip(panels, captions, strict=True)):
         canvas.paste(panel, (i * PANEL, header))
         draw.text((i * PANEL + 6, header + PANEL + 5), caption, fill=(40, 40, 40))

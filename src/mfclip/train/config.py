@@ -14,6 +14,7 @@ import yaml
 
 from ..config import ConfigError, MFCLIPConfig, _deep_merge, apply_overrides, from_dict, to_dict
 from ..data.transforms import AugmentConfig
+from ..evaluate.operating import parse_rule
 
 __all__ = [
     "DataConfig",
@@ -88,8 +89,15 @@ class TrainConfig:
     #: Validation metric that picks the best checkpoint: ``auc``, ``ap`` or ``loss`` (the
     #: classifier's cross-entropy; the released code used its total loss).
     select_metric: Literal["auc", "ap", "loss"] = "auc"
-    #: Decision threshold fixed on validation: ``eer`` or ``best_acc`` (or ``fixed`` = 0.5).
-    threshold: Literal["eer", "best_acc", "fixed"] = "eer"
+    #: Decision threshold rule applied to the calibrated validation probabilities: ``eer``,
+    #: ``youden``, ``best_acc``, ``fpr=X`` (flag at most a fraction X of reals), ``tpr=X``,
+    #: ``fixed`` (0.5) or ``fixed=X``.
+    threshold: str = "eer"
+    #: Calibration fitted on validation after model selection: ``temperature`` (default),
+    #: ``platt``, ``isotonic`` or ``none``.
+    calibration: Literal["temperature", "platt", "isotonic", "none"] = "temperature"
+    #: Target accuracy of an uncertain band around the threshold (``null``: no band).
+    uncertain_accuracy: float | None = None
     grad_accum: int = 1
     #: Clip the gradient norm to this value (``null``: no clipping).
     clip_grad_norm: float | None = 1.0
@@ -124,6 +132,12 @@ class TrainConfig:
             raise ConfigError("optim.betas needs two values")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ConfigError("max_steps_per_epoch must be >= 1 or null")
+        try:
+            parse_rule(self.threshold)
+        except ValueError as exc:
+            raise ConfigError(f"threshold: {exc}") from None
+        if self.uncertain_accuracy is not None and not 0.5 < self.uncertain_accuracy < 1:
+            raise ConfigError("uncertain_accuracy must lie in (0.5, 1) or be null")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..data.dataset import ManifestDataset
 from ..evaluate import metrics
+from ..evaluate.operating import threshold_for_rule
 from ..inference.scoring import Scorer
 from ..model.mfclip import MFCLIP
 from .config import TrainConfig
@@ -25,16 +26,8 @@ __all__ = ["ValidationScores", "is_better", "pick_threshold", "validate", "valid
 
 
 def pick_threshold(rule: str, labels: np.ndarray, scores: np.ndarray) -> float:
-    """The decision threshold on p(fake) by ``rule`` (``eer``, ``best_acc``, else 0.5)."""
-    if rule == "eer":
-        threshold = metrics.threshold_at_eer(labels, scores)
-    elif rule == "best_acc":
-        threshold = metrics.threshold_for_best_accuracy(labels, scores)
-    else:
-        threshold = 0.5
-    if threshold is None or not math.isfinite(threshold):
-        return 0.5
-    return float(threshold)
+    """The decision threshold on p(fake) by ``rule`` (see :mod:`mfclip.evaluate.operating`)."""
+    return threshold_for_rule(rule, labels, scores)
 
 
 def is_better(select_metric: str, value: float | None, best: float | None) -> bool:
@@ -53,6 +46,8 @@ class ValidationScores:
     indices: np.ndarray
     labels: np.ndarray
     scores: np.ndarray
+    #: Raw logit margins (what calibration is fitted on).
+    margins: np.ndarray
     #: The classifier's mean cross-entropy on the split.
     loss: float
 
@@ -62,7 +57,7 @@ def validation_scores(
 ) -> ValidationScores:
     """Score the validation split with the one scoring loop (sharded over ranks, gathered)."""
     scorer = Scorer(model, amp=cfg.amp)
-    rows: list[tuple[int, int, float]] = []
+    rows: list[tuple[int, int, float, float]] = []
     loss_sum, loss_n = 0.0, 0
     for batch, scores in scorer.batches(validation_loader(cfg, env, dataset)):
         # Per-sample cross-entropy: unlike the contrastive terms it does not depend on how
@@ -74,6 +69,7 @@ def validation_scores(
                 batch["index"].tolist(),
                 batch["label"].tolist(),
                 scores.fake_prob.tolist(),
+                scores.margin.tolist(),
                 strict=True,
             )
         )
@@ -84,6 +80,7 @@ def validation_scores(
         indices=np.array([r[0] for r in all_rows], dtype=np.int64),
         labels=np.array([r[1] for r in all_rows], dtype=np.int64),
         scores=np.array([r[2] for r in all_rows], dtype=np.float64),
+        margins=np.array([r[3] for r in all_rows], dtype=np.float64),
         loss=sum(part[1] for part in gathered) / max(total_n, 1),
     )
 

@@ -32,6 +32,7 @@ from ..errors import NonFiniteLossError
 from ..factory import create_model
 from ..model.mfclip import MFCLIP
 from ..model.persistence import read_pointer
+from .calibrate import calibrate_best
 from .checkpoint import (
     load_resume,
     prune_checkpoints,
@@ -206,6 +207,8 @@ class Trainer:
                         break
         finally:
             parts.logs.close()
+        if not interrupted:
+            calibrate_best(self.run_dir, self.cfg, self.env, parts.val_data)
         best, last = (read_pointer(self.run_dir, name) for name in ("best", "last"))
         return TrainResult(
             run_dir=self.run_dir,
