@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mfclip.evaluate import metrics as M
+from mfclip.evaluate.operating import fpr_at_tpr, rates_at, tpr_at_fpr
 
 
 def _cases(n_cases: int = 120, seed: int = 0):
@@ -338,7 +339,10 @@ def test_summarize_keys_and_values() -> None:
     assert set(base) == {
         "n", "n_real", "n_fake", "auc", "ap", "eer", "eer_threshold",
         "acc@0.5", "balanced_acc@0.5",
+        "tpr@fpr=0.001", "tpr@fpr=0.01", "tpr@fpr=0.05", "fpr@tpr=0.95",
     }  # fmt: skip
+    assert base["tpr@fpr=0.05"] == tpr_at_fpr(y, s, 0.05)
+    assert base["fpr@tpr=0.95"] == fpr_at_tpr(y, s, 0.95)
     assert base["auc"] == M.roc_auc(y, s)
     assert base["ap"] == M.average_precision(y, s)
     assert (base["eer"], base["eer_threshold"]) == M.eer(y, s)
@@ -349,6 +353,7 @@ def test_summarize_keys_and_values() -> None:
     full = M.summarize(y, s, threshold=0.3, groups=groups, bootstrap=50)
     assert full["acc@thr"] == M.accuracy(y, s, 0.3)
     assert full["balanced_acc@thr"] == M.balanced_accuracy(y, s, 0.3)
+    assert (full["fpr@thr"], full["tpr@thr"]) == rates_at(y, s, 0.3)
     _, vy, vs = M.video_scores(groups, y, s)
     assert full["video_auc"] == M.roc_auc(vy, vs)
     assert full["n_videos"] == len(vy)

@@ -90,7 +90,8 @@ def test_metrics_csv_one_row_per_subset(tmp_path: Path, results: dict) -> None:
 
 def test_markdown_table_rows_and_columns(tmp_path: Path, results: dict) -> None:
     md = report.write_report(tmp_path, results, "GenFace").__getitem__("markdown").read_text()
-    table = [line for line in md.splitlines() if line.startswith("|")]
+    main_table = md.split("\n\n")[1]  # after the title; the operating-point table follows
+    table = [line for line in main_table.splitlines() if line.startswith("|")]
     header = [c.strip() for c in table[0].strip("|").split("|")]
     assert header == [
         "Subset", "AUC", "AP", "EER", "ACC@0.5", "ACC@thr", "Video AUC", "N (real/fake)",

@@ -12,6 +12,7 @@ import io
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ sync_api = pytest.importorskip(
 
 from mfclip.serve.app import create_app  # noqa: E402
 
-from .test_serve import png_bytes, serve_in_thread  # noqa: E402
+from .test_serve import banded_detector, png_bytes, serve_in_thread  # noqa: E402
 
 CHROMIUM = Path(os.environ.get("MFCLIP_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -77,15 +78,24 @@ def console() -> list[str]:
     return []
 
 
-@pytest.fixture()
-def page(browser: Any, server: str, console: list[str]) -> Iterator[Any]:
+@contextmanager
+def open_page(browser: Any, base: str, console: list[str]) -> Iterator[Any]:
+    """The page at ``base``, once it has shown the model information."""
     context = browser.new_context()
     page = context.new_page()
     page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
-    page.goto(f"{server}/")
+    page.goto(f"{base}/")
     page.wait_for_function("document.getElementById('model-info').textContent.includes('tiny')")
-    yield page
-    context.close()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture()
+def page(browser: Any, server: str, console: list[str]) -> Iterator[Any]:
+    with open_page(browser, server, console) as page:
+        yield page
 
 
 def _expect_result(page: Any, detector: Any, data: bytes) -> None:
@@ -94,8 +104,10 @@ def _expect_result(page: Any, detector: Any, data: bytes) -> None:
     ref = detector(Image.open(io.BytesIO(data)))
     assert page.inner_text("#verdict") == ref.label.upper()
     prob = page.inner_text("#prob")
-    assert re.match(r"Probability of fake: \d{1,3}\.\d %", prob)
+    assert re.fullmatch(r"p\(fake\) \d{1,3}\.\d % \(uncalibrated\)", prob)
     assert f"{100 * ref.fake_prob:.1f} %" in prob
+    assert page.inner_text("#reason") == ref.reason  # the rule behind the verdict
+    assert "No sign of forgery" not in page.inner_text("#result")
     loaded = page.eval_on_selector(
         "#explanation", "img => img.complete && img.naturalWidth > 0 && img.naturalHeight > 0"
     )
@@ -143,3 +155,32 @@ def test_server_error_is_shown(page: Any, tmp_path: Path) -> None:
     assert "415" in text and "not an image" in text
     assert page.is_hidden("#result")
     assert page.get_attribute("#error", "role") == "alert"
+
+
+def test_uncertain_and_flagged_verdicts(browser: Any, tmp_path: Path, console: list[str]) -> None:
+    """Each verdict has its word, its colour class and the reason; FAKE below 50 % says why."""
+    detector, images = banded_detector()
+    shown: dict[str, str] = {}
+    with serve_in_thread(create_app(detector)) as base, open_page(browser, base, console) as page:
+        assert "uncertain between" in page.inner_text("#model-info")  # the summary sentence
+        page.uncheck("#explain")  # no panel needed here: faster
+        for want in ("uncertain", "fake", "real"):
+            path = tmp_path / f"{want}.png"
+            path.write_bytes(images[want])
+            page.set_input_files("#file", str(path))
+            page.wait_for_function(
+                "name => document.getElementById('source').textContent === name "
+                "&& document.getElementById('status').textContent.startsWith('Done:')",
+                arg=path.name,
+            )
+            ref = detector(Image.open(io.BytesIO(images[want])))
+            assert ref.label == want
+            assert page.inner_text("#verdict") == want.upper()
+            assert page.get_attribute("#verdict", "class") == f"badge {want}"
+            assert page.inner_text("#reason") == ref.reason
+            assert f"p(fake) {100 * ref.fake_prob:.1f} % (calibrated)" == page.inner_text("#prob")
+            assert want.upper() in page.inner_text("#status")
+            shown[want] = page.inner_text("#result")
+    assert "have a person look" in shown["uncertain"].lower()
+    assert "below 50 %" in shown["fake"]  # FAKE although the number is under one half: why
+    assert console == []

@@ -21,11 +21,11 @@ LABELS = ("real", "fake", "uncertain")
 
 
 def _one_in(rate: float) -> str:
-    """0.0123 -> "about 1 in 81"; 0 -> "none"."""
+    """How many real photos a rate flags: "about 1 in 81", "about 52% of the", "none of the"."""
     if rate <= 0:
-        return "none"
+        return "none of the"
     if rate >= 0.5:
-        return f"about {rate:.0%}"
+        return f"about {rate:.0%} of the"
     return f"about 1 in {round(1 / rate):,}"
 
 

@@ -31,9 +31,24 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"ACC@thr {overall['acc@thr']:.4f} "
         f"(threshold {result['model_threshold']:.3f}, fixed on validation)"
     )
+    print(
+        f"at the threshold: {overall['fpr@thr']:.2%} of reals flagged, "
+        f"{overall['tpr@thr']:.2%} of fakes caught; "
+        f"TPR@FPR=1% {overall['tpr@fpr=0.01']:.2%}, FPR@TPR=95% {overall['fpr@tpr=0.95']:.2%}"
+    )
+    cal = result["calibration"]
+    state = f"calibrated ({cal['method']})" if cal["calibrated"] else "uncalibrated"
+    print(
+        f"calibration: {state}; ECE {cal['before']['ece']:.4f} raw -> "
+        f"{cal['after']['ece']:.4f} reported, Brier {cal['before']['brier']:.4f} -> "
+        f"{cal['after']['brier']:.4f}"
+    )
     if result["skipped_files"]:
         print(f"skipped {result['skipped_files']} unreadable file(s); see the log")
-    print(f"report: {out / 'report.md'} (metrics.json, metrics.csv, scores.csv, roc.png, pr.png)")
+    files = "metrics.json, metrics.csv, scores.csv, roc.png, pr.png, reliability.png"
+    if "robustness" in result:
+        files += ", robustness.md"
+    print(f"report: {out / 'report.md'} ({files})")
     return 0
 
 
@@ -48,7 +63,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--perturb",
         nargs="*",
         metavar="NAME=V1,V2",
-        help="robustness sweep, e.g. jpeg=30,50,70 blur=1,2 resize=0.5 noise=0.05",
+        help=(
+            "robustness sweep, applied to real and fake images alike: jpeg=Q, webp=Q, "
+            "rejpeg=Q (JPEG twice), blur=SIGMA, resize=F, crop=F (central), noise=STD, "
+            "social=L, or the chains social1080 / social512 (long side at most 1080 / 512 px, "
+            "then JPEG 75); e.g. jpeg=50,70 social1080 crop=0.8"
+        ),
     )
     p.add_argument("--tsne", action="store_true", help="t-SNE plot of the fused visual features")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs")

@@ -32,7 +32,7 @@ import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
@@ -59,6 +59,8 @@ class Perturbation:
     name: str
     value: float
     seed: int = 0
+    #: What it does, in words (``{v}`` is the value), for reports.
+    what: ClassVar[str] = "{v}"
 
     def apply(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         raise NotImplementedError
@@ -72,18 +74,28 @@ class Perturbation:
     def label(self) -> str:
         return f"{self.name}={self.value:g}"
 
+    @property
+    def description(self) -> str:
+        return self.what.format(v=f"{self.value:g}")
+
 
 class Jpeg(Perturbation):
+    what = "JPEG at quality {v}"
+
     def apply(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         return F.jpeg(image, int(self.value))
 
 
 class ReJpeg(Perturbation):
+    what = "JPEG at quality {v}, twice"
+
     def apply(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         return F.jpeg(F.jpeg(image, int(self.value)), int(self.value))
 
 
 class WebP(Perturbation):
+    what = "WebP at quality {v}"
+
     def apply(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         buffer = io.BytesIO()
         image.save(buffer, format="WEBP", quality=int(self.value))
@@ -93,16 +105,22 @@ class WebP(Perturbation):
 
 
 class Blur(Perturbation):
+    what = "Gaussian blur, sigma {v} px"
+
     def apply(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         return F.gaussian_blur(image, self.value)
 
 
 class Resize(Perturbation):
+    what = "down-scaled by {v} and back up"
+
     def apply(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         return F.down_up(image, self.value)
 
 
 class Crop(Perturbation):
+    what = "central crop keeping {v} of each side"
+
     def apply(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         width, height = image.size
         w, h = max(1, round(width * self.value)), max(1, round(height * self.value))
@@ -111,11 +129,15 @@ class Crop(Perturbation):
 
 
 class Noise(Perturbation):
+    what = "Gaussian noise, std {v} grey levels"
+
     def apply(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         return F.gaussian_noise(image, self.value, rng)
 
 
 class Social(Perturbation):
+    what = f"long side at most {{v}} px, then JPEG {SOCIAL_JPEG_QUALITY}"
+
     def apply(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         width, height = image.size
         scale = self.value / max(width, height)

@@ -34,6 +34,7 @@ __all__ = [
     "eer",
     "format_metric",
     "plot_pr",
+    "plot_reliability",
     "plot_roc",
     "plot_tsne",
     "pr_curve",
@@ -47,7 +48,7 @@ __all__ = [
     "write_report",
 ]
 
-_PLOTS = {"plot_pr", "plot_roc", "plot_tsne"}
+_PLOTS = {"plot_pr", "plot_reliability", "plot_roc", "plot_tsne"}
 
 
 def __getattr__(name: str) -> Any:

@@ -151,12 +151,18 @@ def coverage_curve(
     return rows
 
 
-def _edge_candidates(values: np.ndarray, extra: tuple[float, ...], limit: int) -> np.ndarray:
-    """Distinct scores of one side (their quantiles when there are more than ``limit``)."""
+def _edge_candidates(values: np.ndarray, extra: tuple[float, ...], limit: int | None) -> np.ndarray:
+    """Distinct scores of one side (``limit`` quantiles of them when given), plus ``extra``."""
     distinct = np.unique(values)
-    if len(distinct) > limit:
+    if limit is not None and len(distinct) > limit:
         distinct = np.unique(np.quantile(values, np.linspace(0.0, 1.0, limit), method="lower"))
     return np.unique(np.concatenate([distinct, np.asarray(extra, dtype=np.float64)]))
+
+
+def _first_reaching(gain: np.ndarray, need: np.ndarray) -> np.ndarray:
+    """Per ``need``: the first index whose ``gain`` reaches it (``len(gain)`` when none)."""
+    best_so_far = np.maximum.accumulate(gain)
+    return np.searchsorted(best_so_far, need - 1e-9, side="left")
 
 
 def uncertain_band(
@@ -164,53 +170,65 @@ def uncertain_band(
     probs: ArrayLike,
     threshold: float,
     target_accuracy: float,
-    candidates: int = 512,
+    candidates: int | None = None,
 ) -> dict[str, Any] | None:
     """The band ``(lo, hi)``, ``lo <= threshold <= hi``, that abstains least for the target.
 
     A probability inside the open band is *uncertain*; ``p >= hi`` is called fake and
-    ``p <= lo`` real (as :meth:`mfclip.operating.OperatingPoint.label` does). Both edges are
-    searched independently, so errors crowded on one side of the threshold do not widen the
-    band on the other: among candidate edges (the distinct scores on each side, or
-    ``candidates`` quantiles of them), the band with the largest coverage whose covered
-    accuracy reaches ``target_accuracy`` wins; ties go to the narrower band. ``None`` when no
-    abstention is needed; raises when no band reaching the target covers 10 % of the data.
+    ``p <= lo`` real (as :meth:`mfclip.operating.OperatingPoint.label` does). The two edges
+    are chosen independently, so errors crowded on one side of the threshold do not widen the
+    band on the other. Candidate edges are the scores on each side (every distinct one, or
+    ``candidates`` quantiles of them); with prefix sums over the sorted scores, the band with
+    the largest coverage whose covered accuracy reaches ``target_accuracy`` is found exactly
+    in ``O(n log n)``; ties go to the narrower band. ``None`` when no abstention is needed;
+    raises when no band reaching the target covers 10 % of the data.
     """
     if not 0.5 < target_accuracy < 1.0:
         raise ConfigError(f"target accuracy must lie in (0.5, 1), got {target_accuracy}")
     y, p = check_binary(labels, probs)
-    thr = float(threshold)
-    if float(((p >= thr) == (y == 1)).mean()) >= target_accuracy:
+    thr, t = float(threshold), float(target_accuracy)
+    if float(((p >= thr) == (y == 1)).mean()) >= t:
         return None
     order = np.argsort(p, kind="stable")
-    p_sorted, fake_sorted = p[order], y[order]
-    fakes_up_to = np.concatenate([[0], np.cumsum(fake_sorted)])  # fakes among the first i
+    p_sorted = p[order]
+    fakes_up_to = np.concatenate([[0], np.cumsum(y[order])])  # fakes among the i lowest
     n, n_fake = len(p), int(fakes_up_to[-1])
     los = _edge_candidates(p[p < thr], (0.0, thr), candidates)
     his = _edge_candidates(p[p >= thr], (thr, 1.0), candidates)
-    los, his = los[los <= thr], his[his >= thr]
-    # Covered as real: p <= lo (correct when real); covered as fake: p >= hi (correct if fake).
+    los, his = los[los <= thr], his[his >= thr]  # ascending; his[0] == thr
+    # Covered as real: p <= lo (right when real); covered as fake: p >= hi (right when fake).
     below = np.searchsorted(p_sorted, los, side="right")
-    above_start = np.searchsorted(p_sorted, his, side="left")
+    start = np.searchsorted(p_sorted, his, side="left")
     real_kept, real_right = below, below - fakes_up_to[below]
-    fake_kept, fake_right = n - above_start, n_fake - fakes_up_to[above_start]
-    kept = real_kept[:, None] + fake_kept[None, :]
-    right = real_right[:, None] + fake_right[None, :]
-    width = his[None, :] - los[:, None]
-    # lo == hi == threshold is the no-band decision, already known to miss the target.
-    ok = (right >= target_accuracy * kept - 1e-9) & (kept > 0) & (width > 0)
-    if not ok.any() or kept[ok].max() < 0.1 * n:
-        raise ConfigError(
-            f"no band reaches {target_accuracy:.0%} accuracy while covering at least 10% of "
-            "the data; lower the target or give the band explicitly"
-        )
-    # Largest coverage first, then the narrowest band.
-    score = np.where(ok, kept, -1).astype(np.float64) - np.where(ok, width, 0.0) / 2.0
-    i, j = np.unravel_index(int(np.argmax(score)), score.shape)
+    fake_kept, fake_right = n - start, n_fake - fakes_up_to[start]
+    # Accuracy >= t  <=>  fake_right - t fake_kept >= t real_kept - real_right. For each lo the
+    # lowest hi meeting that covers most (and is the narrowest band of that coverage).
+    gain, need = fake_right - t * fake_kept, t * real_kept - real_right
+    j = _first_reaching(gain, need)
+    # lo == hi == threshold is the no-band decision (known to miss): that row needs hi > thr.
+    last = np.flatnonzero(los == thr)
+    j[last] = 1 + _first_reaching(gain[1:], need[last])
+    ok = j < len(his)
+    if not ok.any():
+        raise ConfigError(_NO_BAND.format(t))
+    i_ok, j_ok = np.flatnonzero(ok), j[ok]
+    kept = real_kept[i_ok] + fake_kept[j_ok]
+    width = his[j_ok] - los[i_ok]
+    best = int(np.lexsort((width, -kept))[0])  # most covered, then narrowest
+    i, jb = int(i_ok[best]), int(j_ok[best])
+    covered = int(kept[best])
+    if covered < 0.1 * n:
+        raise ConfigError(_NO_BAND.format(t))
     return {
         "lo": float(los[i]),
-        "hi": float(his[j]),
-        "target_accuracy": float(target_accuracy),
-        "coverage": float(kept[i, j] / n),
-        "accuracy": float(right[i, j] / kept[i, j]),
+        "hi": float(his[jb]),
+        "target_accuracy": t,
+        "coverage": covered / n,
+        "accuracy": float(real_right[i] + fake_right[jb]) / covered,
     }
+
+
+_NO_BAND = (
+    "no band reaches {:.0%} accuracy while covering at least 10% of the data; lower the "
+    "target or give the band explicitly"
+)

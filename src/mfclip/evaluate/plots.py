@@ -1,4 +1,4 @@
-"""Headless figures: ROC and PR curves per evaluation set, and t-SNE maps of features.
+"""Headless figures: ROC and PR curves, reliability diagrams, and t-SNE maps of features.
 
 Figures are built with ``matplotlib.figure.Figure`` and the Agg canvas, never ``pyplot``:
 no global figure registry (nothing to leak or close in long runs), no display needed on a
@@ -17,10 +17,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
+from mfclip.evaluate.calibration import DEFAULT_BINS, expected_calibration_error
 from mfclip.evaluate.metrics import average_precision, pr_curve, roc_auc, roc_curve
+from mfclip.evaluate.validation import check_binary
 from mfclip.fileio import atomic_write
 
-__all__ = ["plot_pr", "plot_roc", "plot_tsne"]
+__all__ = ["plot_pr", "plot_reliability", "plot_roc", "plot_tsne"]
 
 Curves = Mapping[str, tuple[ArrayLike, ArrayLike]]
 _EXACT_TSNE_MAX = 200
@@ -79,6 +81,42 @@ def plot_pr(curves: Curves, path: str | os.PathLike[str], title: str = "Precisio
     ax.grid(alpha=0.3)
     if curves:
         ax.legend(loc="lower left", fontsize="small")
+    return _save(fig, path)
+
+
+def plot_reliability(
+    labels: ArrayLike,
+    probs: Mapping[str, ArrayLike],
+    path: str | os.PathLike[str],
+    bins: int = DEFAULT_BINS,
+    title: str = "Reliability",
+) -> Path:
+    """Reliability diagram: per equal-width bin, mean p(fake) against the share of fakes.
+
+    One curve per named set of probabilities (raw, calibrated), ECE in the legend, the
+    diagonal of perfect calibration, and below it the number of images per bin, so that a
+    wild point can be seen to rest on a handful of images.
+    """
+    fig = _new_figure((5.0, 6.5))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="perfect")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    width = 1.0 / bins / max(1, len(probs))
+    for k, (name, p) in enumerate(probs.items()):
+        y, s = check_binary(labels, p)
+        index = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, bins - 1)
+        counts = np.bincount(index, minlength=bins)
+        full = counts > 0
+        conf = np.bincount(index, weights=s, minlength=bins)[full] / counts[full]
+        freq = np.bincount(index, weights=y, minlength=bins)[full] / counts[full]
+        ece = expected_calibration_error(y, s, bins)
+        top.plot(conf, freq, marker="o", linewidth=1.5, label=f"{name} (ECE={ece:.3f})")
+        bottom.bar(edges[:-1] + k * width, counts, width=width, align="edge", label=name)
+    top.set(xlim=(0, 1), ylim=(0, 1.01), ylabel="Share of fakes in the bin", title=title)
+    top.grid(alpha=0.3)
+    top.legend(loc="upper left", fontsize="small")
+    bottom.set(xlabel="Predicted p(fake)", ylabel="Images per bin")
+    bottom.grid(alpha=0.3)
     return _save(fig, path)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mfclip.evaluate.grouping import to_columns
+from mfclip.evaluate.sections import operating_markdown, sections_markdown
 from mfclip.fileio import atomic_write_text
 
 __all__ = ["format_metric", "protocol_table", "write_report"]
@@ -142,13 +143,17 @@ def write_report(
     results: Mapping[str, Any],
     name: str,
     records: Mapping[str, Sequence[Any]] | Iterable[Mapping[str, Any]] | None = None,
+    sections: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write ``metrics.json``, ``metrics.csv``, ``report.md`` (+ ``scores.csv``) to ``out_dir``.
 
     ``results`` maps subset name -> :func:`~mfclip.evaluate.metrics.summarize` dict (as from
     ``breakdown``); a single summary dict is also accepted and reported as one row named
     ``name``. ``records`` are the per-sample rows (path, group, label, score, generator, ...).
-    In JSON, NaN becomes ``null`` so the file is strict JSON. Returns the written paths by kind.
+    ``sections`` holds the overall-set sections (``calibration``, ``abstention``,
+    ``cross_source``; see :mod:`~mfclip.evaluate.sections`): top-level keys in the JSON and
+    sections of ``report.md``. In JSON, NaN becomes ``null`` so the file is strict JSON.
+    Returns the written paths by kind.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,10 +165,16 @@ def write_report(
         "csv": out / "metrics.csv",
         "markdown": out / "report.md",
     }
-    payload = {"name": name, "subsets": _plain(subsets)}
+    extra = {k: v for k, v in (sections or {}).items() if v is not None}
+    payload = {"name": name, "subsets": _plain(subsets), **_plain(extra)}
+    markdown = _markdown(name, subsets)
+    if any("tpr@fpr=0.01" in res for res in subsets.values()):
+        markdown += "\n" + operating_markdown(subsets)
+    if extra:
+        markdown += "\n" + sections_markdown(extra)
     atomic_write_text(paths["json"], json.dumps(payload, indent=2, allow_nan=False) + "\n")
     atomic_write_text(paths["csv"], _metrics_csv(subsets))
-    atomic_write_text(paths["markdown"], _markdown(name, subsets))
+    atomic_write_text(paths["markdown"], markdown)
     if records is not None:
         paths["scores"] = out / "scores.csv"
         atomic_write_text(paths["scores"], _scores_csv(records))

@@ -2,10 +2,14 @@
 
 Output folder::
 
-    report.md, metrics.json, metrics.csv   per generator (each generator's fakes + all reals)
+    report.md, metrics.json, metrics.csv   per generator (each generator's fakes + all reals),
+                                           operating rates, calibration before/after,
+                                           abstention and (several real sources) cross-source AUC
     by_forgery_type/                       the same per forgery type
-    scores.csv                             one row per image (path, group, label, score, ...)
+    scores.csv                             one row per image (path, group, label, score,
+                                           raw_score, margin, ...)
     roc.png, pr.png                        curves overall and per generator
+    reliability.png                        reliability diagram, raw and calibrated
     robustness.md, robustness.json         one row per perturbation (with --perturb)
     tsne.png                               fused visual features by generator (with --tsne)
 """
@@ -14,22 +18,27 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import DataLoader
 
-from ..data.dataset import ManifestDataset, collate
-from ..data.perturbations import PerturbedTransform, parse_perturbations
+from ..data.dataset import ManifestDataset
+from ..data.perturbations import parse_perturbations
 from ..data.transforms import build_eval_transform
-from ..inference.scoring import Scorer
+from ..errors import ManifestError
+from ..fileio import atomic_write_text
 from ..loading import load_model
 from ..model.mfclip import MFCLIP
+from ..operating import OperatingPoint
 from . import metrics
+from .actionable import abstention_section, calibration_section
+from .cross_source import cross_source_auc
 from .report import write_report
+from .robustness import robustness_sweep
+from .score_records import score_dataset
+from .sections import robustness_markdown
 
 __all__ = ["EvalOptions", "evaluate", "score_dataset"]
 
@@ -47,46 +56,11 @@ class EvalOptions:
     device: str = "auto"
     bootstrap: int = 1000
     seed: int = 0
+    #: Robustness sweep, e.g. ``"jpeg=50 social1080 crop=0.8"`` (see
+    #: :mod:`mfclip.data.perturbations`).
     perturb: str | None = None
     tsne: bool = False
     progress: bool = True
-
-
-def score_dataset(
-    model: MFCLIP,
-    dataset: ManifestDataset,
-    batch_size: int = 64,
-    num_workers: int = 2,
-    features: bool = False,
-    progress: bool = True,
-    desc: str = "scoring",
-) -> list[dict[str, Any]]:
-    """One record per readable sample: path, group, label, score, generator, forgery_type.
-
-    Unreadable files are skipped (and counted in ``dataset.bad_count``), never fatal.
-    """
-    from tqdm.auto import tqdm
-
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
-    scorer = Scorer(model, features=features)
-    batches = tqdm(loader, desc=desc, disable=not progress, unit="batch", leave=False)
-    records: list[dict[str, Any]] = []
-    for batch, scores in scorer.batches(batches):
-        probs = scores.fake_prob.numpy()
-        feats = scores.features.numpy() if scores.features is not None else None
-        for i, path in enumerate(batch["path"]):
-            row = {
-                "path": path,
-                "group": batch["group"][i],
-                "label": int(batch["label"][i]),
-                "score": float(probs[i]),
-                "generator": batch["generator"][i] or "real",
-                "forgery_type": batch["forgery_type"][i] or "real",
-            }
-            if feats is not None:
-                row["feature"] = feats[i]
-            records.append(row)
-    return records
 
 
 def _video_groups(records: list[dict[str, Any]]) -> str | None:
@@ -126,13 +100,32 @@ def _fake_subsets(records: list[dict[str, Any]], by: str) -> dict[str, Any]:
     return curves
 
 
-def _robustness_markdown(rows: dict[str, dict[str, Any]]) -> str:
-    lines = ["| perturbation | AUC | AP | EER | ACC@thr | N |", "|---|---|---|---|---|---|"]
-    for name, s in rows.items():
-        cells = [s.get(k) for k in ("auc", "ap", "eer", "acc@thr")]
-        text = " | ".join("-" if v is None or not np.isfinite(v) else f"{v:.4f}" for v in cells)
-        lines.append(f"| {name} | {text} | {s.get('n', 0)} |")
-    return "\n".join(lines) + "\n"
+def _sections(model: MFCLIP, records: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
+    """Calibration before/after, abstention and cross-source AUC of the overall set."""
+    labels = [r["label"] for r in records]
+    scores = [r["score"] for r in records]
+    point = OperatingPoint.from_training_info(model.training_info)
+    stored = model.training_info.get("uncertain") if point.band is not None else None
+    return {
+        "calibration": calibration_section(
+            labels, [r["raw_score"] for r in records], scores, model.calibration.method
+        ),
+        "abstention": abstention_section(labels, scores, threshold, stored),
+        "cross_source": cross_source_auc(records, threshold),
+    }
+
+
+def _plot_reliability(records: list[dict[str, Any]], calibrated: bool, path: Path) -> None:
+    from .plots import plot_reliability
+
+    labels = [r["label"] for r in records]
+    raw = [r["raw_score"] for r in records]
+    if calibrated:
+        curves = {"raw": raw, "calibrated": [r["score"] for r in records]}
+        title = "Reliability: raw and calibrated"
+    else:
+        curves, title = {"raw = reported": raw}, "Reliability (model uncalibrated)"
+    plot_reliability(labels, curves, path, title=title)
 
 
 def evaluate(
@@ -141,10 +134,15 @@ def evaluate(
     out_dir: str | Path,
     options: EvalOptions | None = None,
 ) -> dict[str, Any]:
-    """Score ``manifest`` (its ``options.split`` rows) and write every report file."""
+    """Score ``manifest`` (its ``options.split`` rows) and write every report file.
+
+    Every number is computed on the calibrated ``score`` the model reports, at the threshold
+    and uncertain band it stores; calibration is measured on the raw score too.
+    """
     from .plots import plot_pr, plot_roc, plot_tsne
 
     opts = options or EvalOptions()
+    perturbations = parse_perturbations(opts.perturb or "", opts.seed)  # fail before scoring
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(model, opts.device)
@@ -160,7 +158,7 @@ def evaluate(
         progress=opts.progress,
     )
     if not records:
-        raise ValueError(f"{manifest}: no sample could be scored")
+        raise ManifestError(f"{manifest}: no sample could be scored")
     kw: dict[str, Any] = {
         "threshold": threshold,
         "group_key": _video_groups(records),
@@ -169,54 +167,44 @@ def evaluate(
     }
     by_generator = metrics.breakdown(records, "generator", **kw)
     by_type = metrics.breakdown(records, "forgery_type", **kw)
+    sections = _sections(model, records, threshold)
     plain = [{k: v for k, v in r.items() if k != "feature"} for r in records]
     name = f"{Path(manifest).name} [{opts.split or 'all'}]"
-    write_report(out, by_generator, name, records=plain)
+    write_report(out, by_generator, name, records=plain, sections=sections)
     write_report(out / "by_forgery_type", by_type, f"{name} by forgery type")
     curves = _fake_subsets(records, "generator")
     plot_roc(curves, out / "roc.png", title=f"ROC: {name}")
     plot_pr(curves, out / "pr.png", title=f"Precision-recall: {name}")
+    _plot_reliability(records, sections["calibration"]["calibrated"], out / "reliability.png")
     result: dict[str, Any] = {
         "model_threshold": threshold,
         "skipped_files": dataset.bad_count,
         "by_generator": by_generator,
         "by_forgery_type": by_type,
+        **sections,
     }
     if opts.tsne:
         feats = np.stack([r["feature"] for r in records])
         plot_tsne(feats, [r["generator"] for r in records], out / "tsne.png", seed=opts.seed)
-    if opts.perturb:
-        result["robustness"] = _robustness(model, manifest, opts, threshold)
-        (out / "robustness.md").write_text(_robustness_markdown(result["robustness"]))
-        (out / "robustness.json").write_text(
-            json.dumps(_finite(result["robustness"]), indent=2, allow_nan=False) + "\n"
+    if perturbations:
+        rows = robustness_sweep(
+            model,
+            manifest,
+            perturbations,
+            records,
+            threshold,
+            split=opts.split,
+            root=opts.root,
+            seed=opts.seed,
+            batch_size=opts.batch_size,
+            num_workers=opts.num_workers,
+            progress=opts.progress,
         )
+        result["robustness"] = rows
+        atomic_write_text(out / "robustness.md", robustness_markdown(rows))
+        text = json.dumps(_finite(rows), indent=2, allow_nan=False) + "\n"
+        atomic_write_text(out / "robustness.json", text)
     return result
-
-
-def _robustness(
-    model: MFCLIP, manifest: str | Path, opts: EvalOptions, threshold: float
-) -> dict[str, dict[str, Any]]:
-    """Overall metrics on clean and on each perturbed copy of the split (seeded)."""
-    base = build_eval_transform(model.config.preprocess)
-    rows: dict[str, dict[str, Any]] = {}
-    settings: Sequence[Any] = [None, *parse_perturbations(opts.perturb or "", opts.seed)]
-    for pert in settings:
-        transform = base if pert is None else PerturbedTransform(pert, base)
-        label = "clean" if pert is None else pert.label
-        dataset = ManifestDataset(
-            manifest, transform, split=opts.split, root=opts.root, seed=opts.seed
-        )
-        recs = score_dataset(
-            model, dataset, opts.batch_size, opts.num_workers, progress=opts.progress, desc=label
-        )
-        rows[label] = metrics.summarize(
-            [r["label"] for r in recs],
-            [r["score"] for r in recs],
-            threshold=threshold,
-            bootstrap=0,
-        )
-    return rows
 
 
 def _finite(obj: Any) -> Any:

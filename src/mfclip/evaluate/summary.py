@@ -44,9 +44,9 @@ def summarize(
     Keys: ``n, n_real, n_fake, auc, ap, eer, eer_threshold, acc@0.5, balanced_acc@0.5``,
     ``tpr@fpr=0.001``, ``tpr@fpr=0.01``, ``tpr@fpr=0.05`` and ``fpr@tpr=0.95`` (NaN for one
     class); with ``threshold`` (fixed beforehand on validation data) also ``threshold, acc@thr,
-    balanced_acc@thr, fpr@thr, tpr@thr``; with ``groups`` also ``n_videos, video_auc``. When ``bootstrap > 0``,
-    ``<key>_ci`` = (low, high) percentile intervals are added for auc, ap, eer, acc@0.5,
-    acc@thr and video_auc (frame metrics resample whole groups when groups are given).
+    balanced_acc@thr, fpr@thr, tpr@thr``; with ``groups`` also ``n_videos, video_auc``. When
+    ``bootstrap > 0``, ``<key>_ci`` = (low, high) percentile intervals are added for auc, ap,
+    eer, acc@0.5, acc@thr and video_auc (frame metrics resample whole groups when groups are given).
     """
     y, s = check_binary(labels, scores)
     n_fake = int(y.sum())

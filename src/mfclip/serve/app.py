@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
 from fastapi.encoders import jsonable_encoder
@@ -28,6 +28,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from ..operating import OperatingPoint
 from ..preprocess.decode import ImageDecodeError, decode_image
 from ..version import __version__
 from .batcher import BatcherStats, DetectorLike, InferenceError, MicroBatcher, QueueFullError
@@ -103,9 +104,23 @@ class DetectResult(BaseModel):
     kind: str = Field("image", description="always 'image' here")
     frame: int | None = None
     frames: int | None = None
-    fake_prob: float | None = Field(description="probability that the image is forged, 0..1")
-    label: str | None = Field(description="'fake' when fake_prob >= threshold, else 'real'")
+    fake_prob: float | None = Field(
+        description="probability that the image is forged, 0..1, calibrated when the model is "
+        "(GET /v1/model: operating_point.calibration); the verdict is decided on this number"
+    )
+    raw_prob: float | None = Field(
+        None, description="the model's uncalibrated p(fake), for reference only"
+    )
+    label: Literal["real", "fake", "uncertain"] | None = Field(
+        description="'fake' when fake_prob reaches the threshold, else 'real'; 'uncertain' "
+        "inside the model's uncertain band (a person should look); null with an error"
+    )
     threshold: float = Field(description="the model's stored decision threshold")
+    reason: str | None = Field(
+        None,
+        description="the verdict in plain words: the rule behind it, what that rule measured "
+        "when it was fitted and, when a probability seems to contradict the label, why",
+    )
     face_box: list[int] | None = Field(None, description="x0, y0, x1, y1 (face mode only)")
     patch_box: list[int] | None = Field(None, description="richest noise patch x0, y0, x1, y1")
     error: str | None = None
@@ -113,6 +128,45 @@ class DetectResult(BaseModel):
         None, description="base64 PNG panel, only with explain=true"
     )
     explanation_error: str | None = Field(None, description="why the panel is missing")
+
+
+class OperatingPointInfo(BaseModel):
+    """How the served model turns a probability into a verdict (``mfclip.OperatingPoint``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    threshold: float = Field(description="p(fake) at or above which an image is 'fake'")
+    rule: str = Field(description="the rule that chose the threshold, e.g. 'fpr=0.01'")
+    fpr: float | None = Field(None, description="false positive rate of the rule when fitted")
+    tpr: float | None = Field(None, description="true positive rate of the rule when fitted")
+    fitted_on: str | None = Field(None, description="the data the rule was fitted on")
+    band: list[float] | None = Field(
+        None, description="[lo, hi]: probabilities strictly inside are 'uncertain'"
+    )
+    calibration: str = Field("none", description="calibration method of fake_prob")
+    summary: str | None = Field(None, description="how verdicts are decided, in one sentence")
+
+
+class ModelInfo(BaseModel):
+    """What ``GET /v1/model`` reports; other fields of ``Detector.info()`` pass through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = None
+    mfclip_version: str | None = None
+    threshold: float | None = None
+    threshold_rule: str | None = None
+    operating_point: OperatingPointInfo | None = None
+    serving: dict[str, Any] = Field(description="this server's upload and batching limits")
+
+
+def _model_info(detector: DetectorLike) -> dict[str, Any]:
+    """``detector.info()`` made JSON-safe, with the operating point's one-line summary."""
+    info = _json_safe(jsonable_encoder(detector.info()))
+    point = getattr(detector, "operating_point", None)
+    if isinstance(point, OperatingPoint):
+        info["operating_point"] = {**_json_safe(point.to_dict()), "summary": point.summary()}
+    return info
 
 
 class ErrorBody(BaseModel):
@@ -134,7 +188,7 @@ def create_app(
     if max_upload_bytes < 1:
         raise ValueError(f"max_upload_bytes must be >= 1, got {max_upload_bytes}")
     batcher = MicroBatcher(detector, batch_size, max_wait_ms, max_queue)
-    info = _json_safe(jsonable_encoder(detector.info()))
+    info = _model_info(detector)
     serving = {
         "max_upload_bytes": max_upload_bytes,
         "max_pixels": max_pixels,
@@ -216,9 +270,9 @@ def create_app(
             return JSONResponse({"detail": row["error"], "result": row}, status_code=422)
         return JSONResponse(row)
 
-    @app.get("/v1/model", tags=["service"])
+    @app.get("/v1/model", response_model=ModelInfo, tags=["service"])
     async def model_info() -> dict[str, Any]:
-        """The model (name, version, threshold, preprocessing) and this server's limits."""
+        """The model (name, version, preprocessing), how it decides verdicts, and the limits."""
         return {**info, "serving": serving}
 
     @app.get("/healthz", tags=["service"])
