@@ -119,7 +119,7 @@ def test_calibrate_lowers_nll_of_a_miscalibrated_model(miscalibrated, tmp_path, 
     assert all("fpr=0.1" in d.reason for d in dets)
 
 
-def test_uncertain_band_reaches_every_label(miscalibrated, tmp_path):
+def test_uncertain_band_reaches_every_label(miscalibrated, tmp_path, capsys):
     model_dir, manifest, _, _ = miscalibrated
     out = tmp_path / "band"
     argv = ["calibrate", str(model_dir), "--data", str(manifest), "--out", str(out), "--quiet"]
@@ -133,6 +133,14 @@ def test_uncertain_band_reaches_every_label(miscalibrated, tmp_path):
         assert d.label == expected
         assert d.label != "uncertain" or "have a person look" in d.reason
     assert {d.label for d in dets} == {"real", "fake", "uncertain"}
+    # The detect command gives the same verdicts, the words, and a summary of the rule.
+    results = tmp_path / "detect.jsonl"
+    argv = ["detect", *(r["path"] for r in rows), "--model", str(out), "--out", str(results)]
+    assert main([*argv, "--device", "cpu"]) == 0
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [r["label"] for r in lines] == [d.label for d in dets]
+    assert all(r["reason"] == d.reason for r, d in zip(lines, dets, strict=True))
+    assert "uncertain between 0.350 and 0.650" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["calibrate", str(model_dir), "--data", str(manifest), "--out", str(out),
               "--uncertain-band", "0.7,0.2"])  # fmt: skip
