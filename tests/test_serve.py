@@ -332,34 +332,30 @@ def test_page_is_self_contained(server: str) -> None:
 
 
 # ---------------------------------------------------------------------------- the command
-def test_cli_defaults_and_loopback_warning(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_cli_defaults_and_exposure_refusal(tmp_path: Path) -> None:
+    """Defaults; off loopback the command refuses to start without keys, before the model."""
     import argparse
 
-    import mfclip
     from mfclip.cli import serve as cli
+    from mfclip.serve.auth import InsecureBindError
 
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
     args = parser.parse_args(["serve", "--model", "m"])
     assert (args.host, args.port, args.max_upload_mb) == ("127.0.0.1", 8000, 10.0)
     assert (args.device, args.batch_size, args.max_wait_ms) == ("auto", 16, 10.0)
+    assert (args.api_key_file, args.insecure, args.rate_limit) == (None, False, 0)
+    assert (args.request_timeout, args.grace_period, args.cors_origin) == (60.0, 8.0, None)
     with pytest.raises(SystemExit):
         parser.parse_args(["serve", "--model", "m", "--max-upload-mb", "0"])
     assert cli.is_loopback("127.0.0.1") and cli.is_loopback("::1") and cli.is_loopback("localhost")
     assert not cli.is_loopback("0.0.0.0") and not cli.is_loopback("example.org")
 
-    mfclip.create_model("mfclip-tiny").save_pretrained(tmp_path / "m")
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
-    args = parser.parse_args(["serve", "--model", str(tmp_path / "m"), "--host", "0.0.0.0"])
-    assert args.func(args) == 0
-    assert calls == [{"host": "0.0.0.0", "port": 8000, "log_level": "info"}]  # not bound here
-    assert "WARNING" in capsys.readouterr().err
-    args = parser.parse_args(["serve", "--model", str(tmp_path / "m")])
-    assert args.func(args) == 0
-    assert "WARNING" not in capsys.readouterr().err
+    missing = str(tmp_path / "no-model-here")  # refused before loading: no model needed
+    args = parser.parse_args(["serve", "--model", missing, "--host", "0.0.0.0"])
+    with pytest.raises(InsecureBindError, match="--api-key-file") as refused:
+        args.func(args)
+    assert "refusing to serve on 0.0.0.0 without API keys" in str(refused.value)
 
 
 def _free_port() -> int:

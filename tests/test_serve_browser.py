@@ -184,3 +184,36 @@ def test_uncertain_and_flagged_verdicts(browser: Any, tmp_path: Path, console: l
     assert "have a person look" in shown["uncertain"].lower()
     assert "below 50 %" in shown["fake"]  # FAKE although the number is under one half: why
     assert console == []
+
+
+def test_api_key_entry(browser: Any, detector: Any, tmp_path: Path, console: list[str]) -> None:
+    """With keys on, the page asks for one, keeps it in sessionStorage and sends it."""
+    from mfclip.serve.auth import KeyRing
+
+    key = "browser-test-key-0123456789abcdef"
+    app = create_app(detector, api_keys=KeyRing([key]))
+    with serve_in_thread(app) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+        page.goto(f"{base}/")
+        page.wait_for_selector("#key-box:not([hidden])")
+        assert "401" in page.inner_text("#model-info")
+        assert page.evaluate("document.activeElement.id") == "api-key"
+        page.fill("#api-key", "wrong-key-wrong-key-wrong")
+        page.click("#key-use")
+        page.wait_for_function("document.getElementById('model-info').textContent.includes('401')")
+        page.fill("#api-key", key)
+        page.keyboard.press("Enter")
+        page.wait_for_function("document.getElementById('model-info').textContent.includes('tiny')")
+        assert page.evaluate("sessionStorage.getItem('mfclip-api-key')") == key
+        assert page.input_value("#api-key") == ""  # not left on screen
+        data = png_bytes(80, 80, seed=6)
+        path = tmp_path / "keyed.png"
+        path.write_bytes(data)
+        page.set_input_files("#file", str(path))
+        _expect_result(page, detector, data)
+        page.reload()  # the same tab keeps the key
+        page.wait_for_function("document.getElementById('model-info').textContent.includes('tiny')")
+        context.close()
+    assert [m for m in console if "401" not in m] == []  # the 401s themselves are logged

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 
 from ..errors import MFCLIPError
 from ..version import __version__
-from . import calibrate, data, demo, detect, evaluate, export, model, protocol, serve, train
+from . import calibrate, card, data, demo, detect, evaluate, export, model, protocol, serve, train
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: Command modules in the order ``mfclip --help`` lists their commands.
-COMMANDS = (model, data, train, evaluate, calibrate, protocol, detect, serve, export, demo)
+COMMANDS = (model, data, train, evaluate, calibrate, protocol, detect, serve, export, card, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,10 @@
 """The HTTP service: routes, upload limits, decoding from the uploaded bytes, the web page.
 
-The model runs on one worker thread behind a micro-batcher (:mod:`.batcher`); the request
-guard (:mod:`.guard`) limits bodies and checks ``Host`` before any route. The event loop
-never runs the model or decodes an image: it only moves bytes and futures around.
+The model runs on one worker thread behind a micro-batcher (:mod:`.batcher`). Before any
+route, pure ASGI middleware, outermost first: the access log and request metrics
+(:mod:`.logs`), the body and ``Host`` guard (:mod:`.guard`), CORS when origins are given,
+and the API keys and rate limit (:mod:`.access`). The event loop never runs the model or
+decodes an image: it only moves bytes and futures around.
 
 Nothing a request sends is ever used as a filesystem path: the upload's file name is
 reported back (its base name, for display) and otherwise ignored.
@@ -10,6 +12,7 @@ reported back (its base name, for display) and otherwise ignored.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -19,20 +22,34 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Query, Security, UploadFile
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPBearer
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.cors import CORSMiddleware
 
 from ..operating import OperatingPoint
 from ..preprocess.decode import ImageDecodeError, decode_image
 from ..version import __version__
-from .batcher import BatcherStats, DetectorLike, InferenceError, MicroBatcher, QueueFullError
+from .access import AccessGate
+from .auth import KeyRing
+from .batcher import (
+    BatcherStats,
+    DetectorLike,
+    InferenceError,
+    MicroBatcher,
+    QueueFullError,
+    ShuttingDownError,
+)
 from .guard import MIB, Guard, too_large
+from .logs import AccessLog
+from .metrics import CONTENT_TYPE_LATEST, ServeMetrics
+from .ratelimit import RateLimiter
+from .schemas import DetectResult, ErrorBody, ModelInfo
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -95,71 +112,6 @@ def _load_page() -> tuple[str, str]:
     return page, csp
 
 
-class DetectResult(BaseModel):
-    """One result row, as ``mfclip detect`` writes it, plus the optional explanation."""
-
-    model_config = ConfigDict(extra="allow")
-
-    source: str = Field(description="the upload's base file name (display only)")
-    kind: str = Field("image", description="always 'image' here")
-    frame: int | None = None
-    frames: int | None = None
-    fake_prob: float | None = Field(
-        description="probability that the image is forged, 0..1, calibrated when the model is "
-        "(GET /v1/model: operating_point.calibration); the verdict is decided on this number"
-    )
-    raw_prob: float | None = Field(
-        None, description="the model's uncalibrated p(fake), for reference only"
-    )
-    label: Literal["real", "fake", "uncertain"] | None = Field(
-        description="'fake' when fake_prob reaches the threshold, else 'real'; 'uncertain' "
-        "inside the model's uncertain band (a person should look); null with an error"
-    )
-    threshold: float = Field(description="the model's stored decision threshold")
-    reason: str | None = Field(
-        None,
-        description="the verdict in plain words: the rule behind it, what that rule measured "
-        "when it was fitted and, when a probability seems to contradict the label, why",
-    )
-    face_box: list[int] | None = Field(None, description="x0, y0, x1, y1 (face mode only)")
-    patch_box: list[int] | None = Field(None, description="richest noise patch x0, y0, x1, y1")
-    error: str | None = None
-    explanation_png: str | None = Field(
-        None, description="base64 PNG panel, only with explain=true"
-    )
-    explanation_error: str | None = Field(None, description="why the panel is missing")
-
-
-class OperatingPointInfo(BaseModel):
-    """How the served model turns a probability into a verdict (``mfclip.OperatingPoint``)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    threshold: float = Field(description="p(fake) at or above which an image is 'fake'")
-    rule: str = Field(description="the rule that chose the threshold, e.g. 'fpr=0.01'")
-    fpr: float | None = Field(None, description="false positive rate of the rule when fitted")
-    tpr: float | None = Field(None, description="true positive rate of the rule when fitted")
-    fitted_on: str | None = Field(None, description="the data the rule was fitted on")
-    band: list[float] | None = Field(
-        None, description="[lo, hi]: probabilities strictly inside are 'uncertain'"
-    )
-    calibration: str = Field("none", description="calibration method of fake_prob")
-    summary: str | None = Field(None, description="how verdicts are decided, in one sentence")
-
-
-class ModelInfo(BaseModel):
-    """What ``GET /v1/model`` reports; other fields of ``Detector.info()`` pass through."""
-
-    model_config = ConfigDict(extra="allow")
-
-    name: str | None = None
-    mfclip_version: str | None = None
-    threshold: float | None = None
-    threshold_rule: str | None = None
-    operating_point: OperatingPointInfo | None = None
-    serving: dict[str, Any] = Field(description="this server's upload and batching limits")
-
-
 def _model_info(detector: DetectorLike) -> dict[str, Any]:
     """``detector.info()`` made JSON-safe, with the operating point's one-line summary."""
     info = _json_safe(jsonable_encoder(detector.info()))
@@ -167,10 +119,6 @@ def _model_info(detector: DetectorLike) -> dict[str, Any]:
     if isinstance(point, OperatingPoint):
         info["operating_point"] = {**_json_safe(point.to_dict()), "summary": point.summary()}
     return info
-
-
-class ErrorBody(BaseModel):
-    detail: Any
 
 
 # ---------------------------------------------------------------------------- the app
@@ -183,17 +131,38 @@ def create_app(
     max_queue: int = 256,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     allowed_hosts: Sequence[str] | None = None,
+    api_keys: KeyRing | None = None,
+    rate_limit: int | None = None,
+    rate_window_s: float = 60.0,
+    request_timeout_s: float | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
-    """The service for ``detector``; ``allowed_hosts=None`` accepts any ``Host`` header."""
+    """The service for ``detector``.
+
+    ``allowed_hosts=None`` accepts any ``Host`` header; ``api_keys=None`` needs no key;
+    ``rate_limit`` is requests per ``rate_window_s`` per client (None: no limit);
+    ``request_timeout_s`` bounds the wait for the model (None: no bound); ``cors_origins``
+    lists the only other origins whose pages may call the API (none by default).
+    """
     if max_upload_bytes < 1:
         raise ValueError(f"max_upload_bytes must be >= 1, got {max_upload_bytes}")
+    if request_timeout_s is not None and request_timeout_s <= 0:
+        raise ValueError(f"request_timeout_s must be > 0, got {request_timeout_s}")
+    limiter = RateLimiter(rate_limit, rate_window_s) if rate_limit else None
     batcher = MicroBatcher(detector, batch_size, max_wait_ms, max_queue)
     info = _model_info(detector)
+    metrics = ServeMetrics(lambda: batcher.queued, info.get("name"), __version__)
+    batcher.on_batch = metrics.observe_batch
     serving = {
         "max_upload_bytes": max_upload_bytes,
         "max_pixels": max_pixels,
         "batch_size": batch_size,
         "max_wait_ms": max_wait_ms,
+        "max_queue": max_queue,
+        "rate_limit": None if limiter is None else limiter.limit,
+        "rate_window_s": None if limiter is None else limiter.window_s,
+        "request_timeout_s": request_timeout_s,
+        "api_key_required": api_keys is not None,
     }
     page, csp = _load_page()
 
@@ -216,22 +185,34 @@ def create_app(
         redoc_url=None,
     )
     app.state.batcher = batcher
-    hosts = None if allowed_hosts is None else {h.strip("[]").lower() for h in allowed_hosts}
-    app.add_middleware(
-        Guard,
-        max_body=max_upload_bytes + MULTIPART_SLACK,
-        file_limit=max_upload_bytes,
-        allowed_hosts=hosts,
+    app.state.metrics = metrics
+    # Swagger's "Authorize" button; the check itself is AccessGate's, before any route.
+    keyed = (
+        [
+            Security(HTTPBearer(auto_error=False)),
+            Security(APIKeyHeader(name="X-API-Key", auto_error=False)),
+        ]
+        if api_keys is not None
+        else []
     )
 
     errors: dict[int | str, dict[str, Any]] = {
+        401: {"model": ErrorBody, "description": "missing or wrong API key (keys are on)"},
         413: {"model": ErrorBody, "description": "upload or decoded image too large"},
         415: {"model": ErrorBody, "description": "not a readable image"},
         422: {"model": ErrorBody, "description": "malformed request, or the image has no face"},
-        503: {"model": ErrorBody, "description": "too many requests waiting"},
+        429: {"model": ErrorBody, "description": "rate limit exceeded; see Retry-After"},
+        503: {"model": ErrorBody, "description": "too many requests waiting, or shutting down"},
+        504: {"model": ErrorBody, "description": "the model took longer than the timeout"},
     }
 
-    @app.post("/v1/detect", response_model=DetectResult, responses=errors, tags=["detection"])
+    @app.post(
+        "/v1/detect",
+        response_model=DetectResult,
+        responses=errors,
+        tags=["detection"],
+        dependencies=keyed,
+    )
     async def detect(
         file: Annotated[UploadFile, File(description="the image (PNG, JPEG, WebP, BMP, ...)")],
         explain: Annotated[
@@ -255,8 +236,13 @@ def create_app(
             raise HTTPException(415, f"not a readable image: {exc.reason}") from None
         want_explain = explain or bool(explain_field)
         try:
-            outcome = await batcher.submit(image, want_explain)
-        except QueueFullError as exc:
+            # On timeout the job is cancelled: the worker skips it, or drops its result.
+            outcome = await asyncio.wait_for(batcher.submit(image, want_explain), request_timeout_s)
+        except asyncio.TimeoutError:
+            metrics.timeouts.inc()
+            detail = f"the model did not answer within {request_timeout_s:g} s; request abandoned"
+            raise HTTPException(504, detail) from None
+        except (QueueFullError, ShuttingDownError) as exc:
             raise HTTPException(503, f"server busy: {exc}", {"Retry-After": "1"}) from None
         except InferenceError as exc:
             raise HTTPException(500, str(exc)) from None
@@ -268,16 +254,17 @@ def create_app(
         row = _json_safe(jsonable_encoder(row))
         if row.get("error"):
             return JSONResponse({"detail": row["error"], "result": row}, status_code=422)
+        metrics.verdicts.labels(str(row.get("label"))).inc()
         return JSONResponse(row)
 
-    @app.get("/v1/model", response_model=ModelInfo, tags=["service"])
+    @app.get("/v1/model", response_model=ModelInfo, tags=["service"], dependencies=keyed)
     async def model_info() -> dict[str, Any]:
         """The model (name, version, preprocessing), how it decides verdicts, and the limits."""
         return {**info, "serving": serving}
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> JSONResponse:
-        """``ok`` while the model worker runs; counters show the batching."""
+        """Liveness: ``ok`` while the model worker runs (no key needed); counters show batching."""
         alive = batcher.alive
         body = {
             "status": "ok" if alive else "error",
@@ -287,6 +274,20 @@ def create_app(
             **batcher.stats.as_dict(),
         }
         return JSONResponse(body, status_code=200 if alive else 503)
+
+    @app.get("/readyz", tags=["service"])
+    async def readyz() -> JSONResponse:
+        """Readiness: the model is loaded and its worker runs, and no shutdown has begun."""
+        if batcher.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        if not batcher.alive:
+            return JSONResponse({"status": "not ready"}, status_code=503)
+        return JSONResponse({"status": "ready", "model": info.get("name")})
+
+    @app.get("/metrics", tags=["service"], dependencies=keyed)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text format; needs a key when keys are on."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -298,4 +299,26 @@ def create_app(
         }
         return HTMLResponse(page, headers=headers)
 
+    # add_middleware puts each one outside those added before it.
+    app.add_middleware(
+        AccessGate, keys=api_keys, limiter=limiter, on_limited=metrics.rate_limited.inc
+    )
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "X-Request-ID"],
+            expose_headers=["Retry-After", "X-Request-ID"],
+            max_age=600,
+        )
+    hosts = None if allowed_hosts is None else {h.strip("[]").lower() for h in allowed_hosts}
+    app.add_middleware(
+        Guard,
+        max_body=max_upload_bytes + MULTIPART_SLACK,
+        file_limit=max_upload_bytes,
+        allowed_hosts=hosts,
+    )
+    routes = frozenset(getattr(route, "path", "") for route in app.routes)
+    app.add_middleware(AccessLog, metrics=metrics, routes=routes)
     return app

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -21,7 +22,14 @@ from PIL import Image
 
 from ..errors import MFCLIPError
 
-__all__ = ["BatcherStats", "DetectorLike", "InferenceError", "MicroBatcher", "QueueFullError"]
+__all__ = [
+    "BatcherStats",
+    "DetectorLike",
+    "InferenceError",
+    "MicroBatcher",
+    "QueueFullError",
+    "ShuttingDownError",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,10 @@ class QueueFullError(MFCLIPError, RuntimeError):
 
 class InferenceError(MFCLIPError, RuntimeError):
     """The model failed on this image (not the client's fault): answer 500."""
+
+
+class ShuttingDownError(MFCLIPError, RuntimeError):
+    """The server stopped before this image's turn (grace period over): answer 503."""
 
 
 # ---------------------------------------------------------------------------- micro-batching
@@ -92,6 +104,8 @@ class MicroBatcher:
     max_wait_ms: float = 10.0
     max_queue: int = 256
     stats: BatcherStats = field(default_factory=BatcherStats)
+    #: Called on the event loop after each model call with (images, seconds): the metrics.
+    on_batch: Callable[[int, float], None] | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -105,10 +119,17 @@ class MicroBatcher:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._drain_timer: asyncio.TimerHandle | None = None
+        self._closed = False
 
     @property
     def alive(self) -> bool:
         return self._task is not None and not self._task.done()
+
+    @property
+    def draining(self) -> bool:
+        """Shutdown has begun: queued work still runs, but the server is no longer ready."""
+        return self._drain_timer is not None or self._closed
 
     @property
     def queued(self) -> int:
@@ -123,22 +144,41 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mfclip-model")
         self._task = asyncio.create_task(self._run(), name="mfclip-batcher")
 
+    def drain(self, within_s: float) -> None:
+        """Keep running queued work for ``within_s`` seconds, then answer the rest with 503.
+
+        Called when a graceful shutdown begins: the requests already accepted get their
+        results if the model gets to them in time, and a 503 (sent before the server's own
+        grace period ends) if not. Requests submitted after that are refused with 503.
+        """
+        if self._drain_timer is None and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._drain_timer = loop.call_later(max(0.0, within_s), self._abandon)
+
+    def _abandon(self) -> None:
+        """Fail every job not yet answered; a running model call's results are discarded."""
+        self._closed = True
+        for job in [*self._pending, *self._running]:
+            if not job.future.done():
+                job.future.set_exception(ShuttingDownError("the server is shutting down"))
+        self._pending.clear()
+
     async def stop(self) -> None:
         """Stop taking work, fail what is still waiting, let the running batch finish."""
-        waiting = [*self._pending, *self._running]
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+        self._abandon()
         if self._task is not None:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
-        for job in waiting:
-            if not job.future.done():
-                job.future.set_exception(InferenceError("the server is shutting down"))
-        self._pending.clear()
         if self._executor is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
 
     async def submit(self, image: Image.Image, explain: bool = False) -> _Outcome:
         """Queue one decoded image; return its outcome once its batch has run."""
+        if self._closed:
+            raise ShuttingDownError("the server is shutting down")
         if not self.alive or self._wakeup is None:
             raise InferenceError("the model worker is not running")
         if len(self._pending) >= self.max_queue:
@@ -185,7 +225,10 @@ class MicroBatcher:
                 outcomes = [_Outcome(error=f"{type(exc).__name__}: {exc}") for _ in jobs]
             finally:
                 self._running = []
-            self.stats.model_s += time.perf_counter() - started
+            seconds = time.perf_counter() - started
+            self.stats.model_s += seconds
+            if self.on_batch is not None:
+                self.on_batch(len(jobs), seconds)
             self.stats.batches += 1
             self.stats.requests += len(jobs)
             self.stats.largest_batch = max(self.stats.largest_batch, len(jobs))

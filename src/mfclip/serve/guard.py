@@ -8,12 +8,12 @@ reaches a route.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import HTTPException
 
-__all__ = ["MIB", "Guard", "too_large"]
+__all__ = ["MIB", "Guard", "Receive", "Send", "send_json", "too_large"]
 
 MIB = 1024 * 1024
 
@@ -41,10 +41,13 @@ def _host_name(raw: bytes) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-async def _send_json(send: Send, status: int, detail: str) -> None:
+async def send_json(
+    send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer from middleware, before any route, in FastAPI's ``{"detail": ...}`` shape."""
     body = json.dumps({"detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": [*head, *headers]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -77,17 +80,17 @@ class Guard:
         if self.allowed_hosts is not None:
             host = _host_name(headers.get(b"host", b""))
             if host not in self.allowed_hosts:
-                await _send_json(send_with_headers, 400, f"host not allowed: {host!r}")
+                await send_json(send_with_headers, 400, f"host not allowed: {host!r}")
                 return
         length = headers.get(b"content-length")
         if length is not None:
             try:
                 declared = int(length)
             except ValueError:
-                await _send_json(send_with_headers, 400, "invalid Content-Length header")
+                await send_json(send_with_headers, 400, "invalid Content-Length header")
                 return
             if declared > self.max_body:
-                await _send_json(send_with_headers, 413, too_large(self.file_limit))
+                await send_json(send_with_headers, 413, too_large(self.file_limit))
                 return
         received = 0
 
