@@ -10,8 +10,10 @@
 ARG PYTHON_VERSION=3.12
 FROM python:${PYTHON_VERSION}-slim
 
-# Where torch comes from: the CPU wheels (small) unless told otherwise.
+# Where torch comes from: the CPU wheels (small) unless told otherwise. The version range is
+# pyproject.toml's, so the package install below keeps this torch instead of fetching another.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ARG TORCH_SPEC="torch>=2.1,<=2.14.1"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -26,7 +28,7 @@ RUN useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin mfc
 # The package from this source tree, with the serve extra; torch first, from TORCH_INDEX.
 COPY pyproject.toml README.md LICENSE /tmp/mfclip-src/
 COPY src /tmp/mfclip-src/src
-RUN pip install --index-url "${TORCH_INDEX}" torch \
+RUN pip install --index-url "${TORCH_INDEX}" "${TORCH_SPEC}" \
     && pip install "/tmp/mfclip-src[serve]" \
     && rm -rf /tmp/mfclip-src
 

@@ -188,6 +188,12 @@ def test_dockerfile_matches_the_command() -> None:
         f"127.0.0.1:{args.port}/healthz" in health and "urllib" in health and "curl" not in health
     )
     assert any("TORCH_INDEX" in arg for arg in docker["ARG"])
+    # torch comes first from TORCH_INDEX, within the package's own range (else the package
+    # install would replace it with a build from PyPI).
+    pinned = next(
+        line for line in (ROOT / "pyproject.toml").read_text().splitlines() if '"torch' in line
+    )
+    assert f"TORCH_SPEC={pinned.strip().rstrip(',')}" in docker["ARG"]
     assert any('"/tmp/mfclip-src[serve]"' in run for run in docker["RUN"])
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     ignored = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
