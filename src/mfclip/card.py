@@ -282,7 +282,7 @@ class _Card:
         return "\n\n".join(t for t in (table, *notes) if t)
 
     def robustness(self) -> str:
-        header = ["test set", "perturbation", "AUC", "AP", "EER", "ACC@thr", "N"]
+        header = ["test set", "perturbation", "AUC", "AP", "EER", "ACC@thr", "TPR@FPR=5 %", "N"]
         rows = []
         for folder in self.evals:
             if not (folder / "robustness.json").is_file():
@@ -292,7 +292,8 @@ class _Card:
                 name = dict(read_json(folder / "metrics.json")).get("name", name)
             for pert, row in dict(read_json(folder / "robustness.json")).items():
                 if isinstance(row, Mapping):
-                    cells = [_fmt(row.get(k)) for k in ("auc", "ap", "eer", "acc@thr")]
+                    keys = ("auc", "ap", "eer", "acc@thr", "tpr@fpr=0.05")
+                    cells = [_fmt(row.get(k)) for k in keys]
                     rows.append([name, pert, *cells, row.get("n", "n/a")])
         if not rows:
             return self.lack("robustness (no robustness.json: run `mfclip evaluate --perturb`)")

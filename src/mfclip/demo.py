@@ -204,13 +204,13 @@ RECIPE: dict[str, Any] = {
         "augment": {"crop_p": 0.0, "jpeg_p": 0.0, "blur_p": 0.0, "color_p": 0.0},
     },
     "patience": 0,
-    "optim": {"lr": 1e-3},
+    "optim": {"lr": 2e-3},
     "schedule": {"name": "cosine"},
     "calibration": "platt",
     "threshold": "eer",
     "tensorboard": False,
 }
-EPOCHS = 20
+EPOCHS = 12
 CROPS_PER_PHOTO = 20
 
 

@@ -10,7 +10,7 @@ __all__ = ["register"]
 
 #: Kept in step with mfclip.demo.EPOCHS / CROPS_PER_PHOTO (importing it here would load numpy
 #: and PIL for every ``mfclip --help``).
-EPOCHS, CROPS_PER_PHOTO = 20, 20
+EPOCHS, CROPS_PER_PHOTO = 12, 20
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -1,14 +1,29 @@
-"""``mfclip evaluate --model RUN_OR_DIR --data MANIFEST``: the full report of one test set."""
+"""``mfclip evaluate --model RUN_OR_DIR --data MANIFEST``: the full report of one test set.
+
+Under ``torchrun`` the ranks share the scoring; rank 0 writes the report and prints.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 __all__ = ["register"]
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from ..distributed import DistEnv
+
+    env = DistEnv.setup(args.device)
+    env.tag_logs()
+    try:
+        return _run(args, env)
+    finally:
+        env.cleanup()
+
+
+def _run(args: argparse.Namespace, env: Any) -> int:
     from ..evaluate.runner import EvalOptions, evaluate
 
     out = Path(args.out) if args.out else Path(args.model) / "eval" / Path(args.data).stem
@@ -17,14 +32,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         root=args.root,
         batch_size=args.batch_size,
         num_workers=args.workers,
-        device=args.device,
+        device=str(env.device),
         bootstrap=args.bootstrap,
         seed=args.seed,
         perturb=" ".join(args.perturb) if args.perturb else None,
         tsne=args.tsne,
         progress=not args.quiet,
     )
-    result = evaluate(args.model, args.data, out, options)
+    result = evaluate(args.model, args.data, out, options, env=env)
+    if not env.is_main:
+        return 0
     overall = result["by_generator"]["all"]
     print(
         f"AUC {overall['auc']:.4f}  AP {overall['ap']:.4f}  EER {overall['eer']:.4f}  "

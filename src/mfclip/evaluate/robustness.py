@@ -15,6 +15,7 @@ from typing import Any
 from ..data.dataset import ManifestDataset
 from ..data.perturbations import Perturbation, PerturbedTransform
 from ..data.transforms import build_eval_transform
+from ..distributed import DistEnv
 from ..errors import ManifestError
 from ..model.mfclip import MFCLIP
 from .score_records import score_dataset
@@ -46,6 +47,7 @@ def robustness_sweep(
     batch_size: int = 64,
     num_workers: int = 2,
     progress: bool = True,
+    env: DistEnv | None = None,
 ) -> dict[str, dict[str, Any]]:
     """``{"clean": ..., label: ...}`` overall metrics per setting (``summarize`` + a description).
 
@@ -59,7 +61,7 @@ def robustness_sweep(
             manifest, PerturbedTransform(pert, base), split=split, root=root, seed=seed
         )
         records = score_dataset(
-            model, dataset, batch_size, num_workers, progress=progress, desc=pert.label
+            model, dataset, batch_size, num_workers, progress=progress, desc=pert.label, env=env
         )
         if not records:
             raise ManifestError(f"{manifest}: no sample could be scored under {pert.label}")

@@ -27,6 +27,7 @@ import numpy as np
 from ..data.dataset import ManifestDataset
 from ..data.perturbations import parse_perturbations
 from ..data.transforms import build_eval_transform
+from ..distributed import DistEnv
 from ..errors import ManifestError
 from ..fileio import atomic_write_text
 from ..loading import load_model
@@ -133,18 +134,21 @@ def evaluate(
     manifest: str | Path,
     out_dir: str | Path,
     options: EvalOptions | None = None,
+    env: DistEnv | None = None,
 ) -> dict[str, Any]:
     """Score ``manifest`` (its ``options.split`` rows) and write every report file.
 
     Every number is computed on the calibrated ``score`` the model reports, at the threshold
-    and uncertain band it stores; calibration is measured on the raw score too.
+    and uncertain band it stores; calibration is measured on the raw score too. With a
+    distributed ``env`` (``torchrun``) the ranks share the scoring and rank 0 alone computes,
+    writes and returns the report (``{}`` elsewhere), the same as a one-process run's.
     """
     from .plots import plot_pr, plot_roc, plot_tsne
 
     opts = options or EvalOptions()
+    env = env or DistEnv()
     perturbations = parse_perturbations(opts.perturb or "", opts.seed)  # fail before scoring
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     model = load_model(model, opts.device)
     threshold = model.threshold
     transform = build_eval_transform(model.config.preprocess)
@@ -156,9 +160,31 @@ def evaluate(
         opts.num_workers,
         features=opts.tsne,
         progress=opts.progress,
+        env=env,
     )
     if not records:
         raise ManifestError(f"{manifest}: no sample could be scored")
+    skipped = int(env.all_reduce_sum(dataset.bad_count))
+    # Every scoring pass first, on all ranks; then only rank 0 works, and no rank waits on it.
+    rows = None
+    if perturbations:
+        rows = robustness_sweep(
+            model,
+            manifest,
+            perturbations,
+            records,
+            threshold,
+            split=opts.split,
+            root=opts.root,
+            seed=opts.seed,
+            batch_size=opts.batch_size,
+            num_workers=opts.num_workers,
+            progress=opts.progress,
+            env=env,
+        )
+    if not env.is_main:
+        return {}
+    out.mkdir(parents=True, exist_ok=True)
     kw: dict[str, Any] = {
         "threshold": threshold,
         "group_key": _video_groups(records),
@@ -178,7 +204,7 @@ def evaluate(
     _plot_reliability(records, sections["calibration"]["calibrated"], out / "reliability.png")
     result: dict[str, Any] = {
         "model_threshold": threshold,
-        "skipped_files": dataset.bad_count,
+        "skipped_files": skipped,
         "by_generator": by_generator,
         "by_forgery_type": by_type,
         **sections,
@@ -186,20 +212,7 @@ def evaluate(
     if opts.tsne:
         feats = np.stack([r["feature"] for r in records])
         plot_tsne(feats, [r["generator"] for r in records], out / "tsne.png", seed=opts.seed)
-    if perturbations:
-        rows = robustness_sweep(
-            model,
-            manifest,
-            perturbations,
-            records,
-            threshold,
-            split=opts.split,
-            root=opts.root,
-            seed=opts.seed,
-            batch_size=opts.batch_size,
-            num_workers=opts.num_workers,
-            progress=opts.progress,
-        )
+    if rows is not None:
         result["robustness"] = rows
         atomic_write_text(out / "robustness.md", robustness_markdown(rows))
         text = json.dumps(_finite(rows), indent=2, allow_nan=False) + "\n"

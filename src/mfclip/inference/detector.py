@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from ..model.mfclip import MFCLIP
 from ..operating import OperatingPoint
 from ..version import __version__
 from .inputs import ImageLike, describe, to_rgb_image
-from .pipeline import PathDataset, decoded
+from .pipeline import PathDecoder, decoded
 from .prepare import FaceSettings, Preparer
 from .sample import Sample, Unit
 from .scoring import Scorer
@@ -189,7 +189,7 @@ class Detector:
 
     def detect_paths(
         self,
-        paths: Sequence[str | Path],
+        paths: Iterable[str | Path],
         batch_size: int = 32,
         workers: int = 2,
         per_frame: bool = False,
@@ -202,17 +202,21 @@ class Detector:
         worker processes; ``workers=0`` in the calling thread. Videos yield one row with the
         mean of their sampled frames' probabilities (and, with ``per_frame``, one row per frame
         before it). ``self.stats`` records where time went.
+
+        ``paths`` may be a stream (a generator over a list file): it is read only
+        ``2 * batch_size`` files ahead of the rows yielded, so memory stays flat however many
+        inputs there are; the progress bar then shows the count and rate without a total.
         """
         from tqdm.auto import tqdm
 
-        paths = [str(p) for p in paths]
-        dataset = PathDataset(paths, self.preparer, self.frames)
-        units = decoded(dataset, workers, decode, 2 * batch_size)
+        total = len(paths) if isinstance(paths, Sequence) else None
+        decoder = PathDecoder(self.preparer, self.frames)
+        units = decoded(decoder, (str(p) for p in paths), workers, decode, 2 * batch_size)
         self.stats = stats = DetectorStats()
         started = time.perf_counter()
         pending: list[tuple[Unit, list[Scored]]] = []
         buffer: list[tuple[int, Sample]] = []
-        bar = tqdm(total=len(paths), disable=not progress, unit="file", desc="detect")
+        bar = tqdm(total=total, disable=not progress, unit="file", desc="detect")
 
         def flush() -> Iterator[Detection]:
             if buffer:

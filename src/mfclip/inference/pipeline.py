@@ -1,5 +1,9 @@
 """Files -> prepared samples, decoded ahead of the model in threads or worker processes.
 
+The paths come from any iterable (a list, or a stream of millions of lines): at most
+``ahead`` of them are taken before their results are consumed, so memory does not grow with
+the number of inputs.
+
 Threads by default: Pillow and OpenCV release the GIL, and nothing is copied between
 processes. Worker processes (``mode="process"``) suit a face detector that holds the GIL, or
 isolate crashing decoders. A file that cannot be read becomes a :class:`Unit` with its
@@ -8,12 +12,11 @@ isolate crashing decoders. A file that cannot be read becomes a :class:`Unit` wi
 
 from __future__ import annotations
 
-import math
+import itertools
 from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-
-from torch.utils.data import DataLoader, Dataset
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from functools import partial
 
 from ..data.media import is_video
 from ..errors import ImageDecodeError, VideoDecodeError
@@ -21,31 +24,22 @@ from ..preprocess.decode import DEFAULT_MAX_PIXELS, load_image
 from .prepare import NoFaceError, Preparer
 from .sample import Unit
 
-__all__ = ["PathDataset", "decoded"]
+__all__ = ["PathDecoder", "decoded"]
 
 _FILES_PER_MESSAGE = 4
 
 
-class PathDataset(Dataset):
-    """Each item is one input file: an image (one sample) or a video (sampled frames)."""
+class PathDecoder:
+    """One input file -> a :class:`Unit`: an image (one sample) or a video (sampled frames)."""
 
     def __init__(
-        self,
-        paths: Sequence[str],
-        preparer: Preparer,
-        frames: int,
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        self, preparer: Preparer, frames: int, max_pixels: int | None = DEFAULT_MAX_PIXELS
     ) -> None:
-        self.paths = list(paths)
         self.preparer = preparer
         self.frames = frames
         self.max_pixels = max_pixels
 
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> Unit:
-        path = self.paths[index]
+    def __call__(self, path: str) -> Unit:
         if is_video(path):
             return self._video(path)
         try:
@@ -55,6 +49,10 @@ class PathDataset(Dataset):
             return Unit(path, "image", [], exc.reason)
         except (ValueError, OSError) as exc:
             return Unit(path, "image", [], str(exc))
+
+    def many(self, paths: list[str]) -> list[Unit]:
+        """Several files in one call: one message per few files between processes."""
+        return [self(p) for p in paths]
 
     def _video(self, path: str) -> Unit:
         from ..data.faces.video import read_frames
@@ -74,43 +72,63 @@ class PathDataset(Dataset):
         return Unit(path, "video", samples)
 
 
-def decoded(dataset: PathDataset, workers: int, mode: str, ahead: int) -> Iterator[Unit]:
-    """The dataset's units in order, decoded up to ``ahead`` files ahead of the consumer."""
+def decoded(
+    decoder: PathDecoder, paths: Iterable[str], workers: int, mode: str, ahead: int
+) -> Iterator[Unit]:
+    """Each path's unit in input order, decoded up to ``ahead`` files ahead of the consumer."""
     if mode not in ("thread", "process"):
         raise ValueError(f"decode must be 'thread' or 'process', got {mode!r}")
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     if workers == 0:
-        return (dataset[i] for i in range(len(dataset)))
+        return map(decoder, paths)
     if mode == "thread":
-        return _by_threads(dataset, workers, max(ahead, workers))
-    return _by_processes(dataset, workers, ahead)
+        threads = partial(ThreadPoolExecutor, workers, thread_name_prefix="mfclip-decode")
+        return _ahead(threads, decoder, iter(paths), 1, max(ahead, workers))
+    # A few files per message: fewer round trips between processes per image.
+    chunk = max(1, min(_FILES_PER_MESSAGE, ahead // 2))
+    processes = partial(ProcessPoolExecutor, workers, initializer=_adopt, initargs=(decoder,))
+    return _ahead(processes, _decode_here, iter(paths), chunk, max(ahead // chunk, 2 * workers))
 
 
-def _by_threads(dataset: PathDataset, workers: int, ahead: int) -> Iterator[Unit]:
-    queue: deque[Future[Unit]] = deque()
-    executor = ThreadPoolExecutor(workers, thread_name_prefix="mfclip-decode")
+def _ahead(
+    start: Callable[[], Executor],
+    decode: Callable[..., Unit | list[Unit]],
+    paths: Iterator[str],
+    chunk: int,
+    in_flight: int,
+) -> Iterator[Unit]:
+    """Keep ``in_flight`` calls of ``decode`` queued (``chunk`` paths each); yield in order.
+
+    The executor starts at the first ``next`` and stops (pending calls cancelled) when the
+    consumer finishes or closes the generator.
+    """
+    executor = start()
+    queue: deque[Future] = deque()
     try:
-        for index in range(len(dataset)):
-            queue.append(executor.submit(dataset.__getitem__, index))
-            if len(queue) >= ahead:
-                yield queue.popleft().result()
-        while queue:
-            yield queue.popleft().result()
+        while True:
+            group = list(itertools.islice(paths, chunk))
+            if group:
+                queue.append(executor.submit(decode, group if chunk > 1 else group[0]))
+            if queue and (len(queue) >= in_flight or not group):
+                done = queue.popleft().result()
+                yield from done if isinstance(done, list) else [done]
+            elif not group:
+                return
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _by_processes(dataset: PathDataset, workers: int, ahead: int) -> Iterator[Unit]:
-    # A few files per message: fewer queue round trips per image.
-    chunk = max(1, min(_FILES_PER_MESSAGE, ahead // 2))
-    loader = DataLoader(
-        dataset,
-        batch_size=chunk,
-        collate_fn=list,
-        num_workers=workers,
-        prefetch_factor=max(2, math.ceil(ahead / (chunk * workers))),
-        persistent_workers=False,
-    )
-    for units in loader:
-        yield from units
+_WORKER_DECODER: PathDecoder | None = None
+
+
+def _adopt(decoder: PathDecoder) -> None:
+    """Worker-process start: keep the decoder (sent once, not with every file)."""
+    global _WORKER_DECODER
+    _WORKER_DECODER = decoder
+
+
+def _decode_here(paths: list[str]) -> list[Unit]:
+    if _WORKER_DECODER is None:
+        raise RuntimeError("decoding worker process started without its decoder")
+    return _WORKER_DECODER.many(paths)
