@@ -1,4 +1,5 @@
-"""The ``mfclip demo`` app: index, train, evaluate and detect, offline, in minutes on a CPU.
+"""The ``mfclip demo`` app: index, train, calibrate, evaluate, detect and write the model card,
+offline, in minutes on a CPU.
 
 The data are made on the fly. Real images: random crops of photographs that ship inside
 installed packages (scikit-image, matplotlib, scikit-learn). Pseudo-forgeries: each real crop
@@ -15,7 +16,9 @@ manipulated by one of three documented operators:
   camera's own noise.
 
 These are synthetic stand-ins for real forgeries, so the numbers say nothing about detecting
-real forgeries; they show that the whole pipeline runs and learns.
+real forgeries; they show that the whole pipeline runs and learns. The tiny random-init model
+learns the two synthesis traces fully and the self-blended one only in part, which bounds its
+test AUC (about 0.86 with the defaults, seed 0).
 """
 
 from __future__ import annotations
@@ -191,7 +194,7 @@ def _cached_clip() -> str | None:
 #: * ``self_blend``: fresh self-blended fakes of the training photographs every epoch, since
 #:   the blending boundary is the hardest of the three traces to learn; ``balanced`` sampling
 #:   keeps real photographs half of what is drawn before some are blended;
-#: * a higher learning rate with a cosine decay: a random-init tiny model, few epochs;
+#: * a learning rate of 2e-3 with a cosine decay: a random-init tiny model, few epochs;
 #: * ``platt`` calibration: self-blending makes most training samples fakes, which shifts the
 #:   raw probabilities up; temperature scaling cannot undo a shift, Platt scaling (fitted on the
 #:   validation photographs) can. The threshold is the validation equal-error-rate point.
