@@ -112,8 +112,20 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free
 
 
-def _nll_of(z: np.ndarray, y: np.ndarray, a: float, b: float) -> float:
-    return negative_log_likelihood(y, _sigmoid(a * z + b))
+def _platt_targets(y: np.ndarray) -> np.ndarray:
+    """Platt's (1999) smoothed targets: ``(N+ + 1) / (N+ + 2)`` for fakes, ``1 / (N- + 2)``
+    for reals. With hard 0/1 targets a validation set the model separates perfectly drives
+    the fit to an infinitely sharp map (temperature -> 0), which is overconfident on any new
+    image; the smoothed targets keep the map finite and shrink towards what n samples can
+    support."""
+    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+    return np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+
+
+def _soft_nll(s: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy of ``sigmoid(s)`` against soft targets ``t``, and d/ds."""
+    loss = np.mean(np.logaddexp(0.0, s) - t * s)
+    return float(loss), (_sigmoid(s) - t) / len(s)
 
 
 def fit_calibration(
@@ -133,11 +145,12 @@ def fit_calibration(
     base = {"method": method, "n": len(y), "n_fake": int(y.sum())}
     if method == "none":
         return {"method": "none"}
+    targets = _platt_targets(y)
     if method == "temperature":
         from scipy.optimize import minimize_scalar
 
         res = minimize_scalar(
-            lambda log_t: _nll_of(z, y, math.exp(-log_t), 0.0),
+            lambda log_t: _soft_nll(z * math.exp(-log_t), targets)[0],
             bounds=(math.log(1e-2), math.log(1e3)),
             method="bounded",
             options={"xatol": 1e-6},
@@ -146,12 +159,9 @@ def fit_calibration(
     if method == "platt":
         from scipy.optimize import minimize
 
-        sign = 2.0 * y - 1.0
-
         def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            t = sign * (theta[0] * z + theta[1])
-            weight = -sign * _sigmoid(-t) / len(z)  # d loss / d (a z + b)
-            return float(np.mean(np.logaddexp(0.0, -t))), np.array([weight @ z, weight.sum()])
+            value, grad = _soft_nll(theta[0] * z + theta[1], targets)  # grad: d loss / d s
+            return value, np.array([grad @ z, grad.sum()])
 
         res = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
         return {**base, "a": float(res.x[0]), "b": float(res.x[1])}
