@@ -49,5 +49,5 @@ def test_demo_runs_end_to_end_and_every_printed_path_exists(tmp_path, capsys):
 def test_demo_recipe_is_a_valid_training_config(tmp_path):
     # The recipe the demo trains with is validated like a user's YAML (no silent typo).
     config = load_train_config({**RECIPE, "data": {**RECIPE["data"], "manifest": "m.csv"}})
-    assert config.calibration == "platt" and config.threshold == "eer"
-    assert config.data.augment.jpeg_p == 0.0 and config.data.self_blend
+    assert config.calibration == "temperature" and config.threshold == "eer"
+    assert config.data.augment.jpeg_p == 0.0 and config.data.balanced

