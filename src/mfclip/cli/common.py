@@ -6,7 +6,14 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["FACE_MARGIN", "FACE_SIZE", "add_face_options", "at_least", "face_detector_kwargs"]
+__all__ = [
+    "FACE_MARGIN",
+    "FACE_SIZE",
+    "add_face_options",
+    "at_least",
+    "face_detector_kwargs",
+    "in_process_group",
+]
 
 FACE_MARGIN = 1.3
 FACE_SIZE = 256
@@ -59,3 +66,21 @@ def face_detector_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "face_size": args.face_size,
         "face_detector": args.face_detector,
     }
+
+
+def in_process_group(
+    run: Callable[[argparse.Namespace, Any], int], args: argparse.Namespace
+) -> int:
+    """Run a command under ``torchrun``'s process group (a world of one without it).
+
+    Joins the group (gloo on CPU, NCCL on CUDA), tags log lines of ranks other than 0 and
+    leaves the group however the command ends.
+    """
+    from ..distributed import DistEnv
+
+    env = DistEnv.setup(args.device)
+    env.tag_logs()
+    try:
+        return run(args, env)
+    finally:
+        env.cleanup()

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .common import add_face_options, at_least, face_detector_kwargs
+from .common import add_face_options, at_least, face_detector_kwargs, in_process_group
 
 __all__ = ["register"]
 
@@ -65,14 +65,7 @@ def _resume(args: argparse.Namespace, env: Any, inputs: Iterator[str]) -> tuple[
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from ..distributed import DistEnv
-
-    env = DistEnv.setup(args.device)
-    env.tag_logs()
-    try:
-        return _run(args, env)
-    finally:
-        env.cleanup()
+    return in_process_group(_run, args)
 
 
 def _run(args: argparse.Namespace, env: Any) -> int:

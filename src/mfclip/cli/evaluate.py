@@ -9,18 +9,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .common import in_process_group
+
 __all__ = ["register"]
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..distributed import DistEnv
-
-    env = DistEnv.setup(args.device)
-    env.tag_logs()
-    try:
-        return _run(args, env)
-    finally:
-        env.cleanup()
+    return in_process_group(_run, args)
 
 
 def _run(args: argparse.Namespace, env: Any) -> int:
