@@ -93,3 +93,19 @@ def test_preprocessing_imports_no_torch():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+
+
+def test_tensors_and_arrays_follow_the_same_pixel_rule():
+    """Floats in [0, 1] are scaled; larger floats are 0-255 pixels; the same for both kinds."""
+    import torch
+
+    from mfclip.inference.inputs import to_rgb_image
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (20, 30, 3)).astype(np.float32)
+    for values in (pixels, pixels / 255.0):
+        tensor = torch.from_numpy(values).permute(2, 0, 1)
+        assert np.array_equal(np.asarray(to_rgb_image(tensor)), np.asarray(to_rgb_image(values)))
+    assert np.array_equal(
+        np.asarray(to_rgb_image(torch.from_numpy(pixels).permute(2, 0, 1))), pixels
+    )

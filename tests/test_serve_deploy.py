@@ -88,8 +88,10 @@ def test_key_file_format(tmp_path: Path) -> None:
     path.write_text("# only comments\n\n")
     with pytest.raises(KeyFileError, match="holds no keys"):
         KeyRing.from_file(path)
-    with pytest.raises(KeyFileError, match="at least 16 characters"):
+    with pytest.raises(KeyFileError, match="at least 16 ASCII characters"):
         KeyRing(["short"])
+    with pytest.raises(KeyFileError, match="ASCII"):  # headers arrive as latin-1: never matches
+        KeyRing(["schlüssel-" * 3])
     with pytest.raises(KeyFileError, match="cannot read"):
         KeyRing.from_file(tmp_path / "missing")
     check_exposure("0.0.0.0", ring, insecure=False)  # keys: fine anywhere

@@ -9,16 +9,32 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "current_umask", "publish"]
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 def current_umask() -> int:
-    """The process umask (read by setting and restoring it: there is no getter)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
+    """The process umask, read without changing it where the OS says it (Linux 4.7+).
+
+    Elsewhere it is read by setting and restoring it, under a lock; a file another thread
+    creates in that instant may get the default 022 mask.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
     return mask
 
 

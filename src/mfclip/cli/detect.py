@@ -110,6 +110,7 @@ def _run(args: argparse.Namespace, env: Any) -> int:
                 images += det.frames or 1
                 verdicts[det.label] = verdicts.get(det.label, 0) + 1
                 if args.explain and det.kind == "image":
+                    Path(args.explain).mkdir(parents=True, exist_ok=True)
                     target = Path(args.explain) / f"{index:05d}_{Path(det.source).stem}.png"
                     detector.explain(det.source).save(target)
             else:

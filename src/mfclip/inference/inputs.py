@@ -83,9 +83,8 @@ def to_rgb_image(image: ImageLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
         t = image.detach().cpu()
         if t.dim() != 3 or t.shape[0] not in (1, 3):
             raise ValueError(f"tensor images must be (3, H, W) or (1, H, W), got {tuple(t.shape)}")
-        if t.dtype.is_floating_point:
-            t = (t.clamp(0, 1) * 255).round()
-        image = t.to(torch.uint8).permute(1, 2, 0).numpy()
+        # The same rule as arrays: floats in [0, 1] are scaled, larger floats are 0-255 pixels.
+        image = t.permute(1, 2, 0).numpy()
     if isinstance(image, np.ndarray):
         return Image.fromarray(_array_to_uint8(image))
     raise TypeError(f"unsupported image type {type(image).__name__}")

@@ -87,9 +87,9 @@ class Calibration(nn.Module):
         return logits[:, 1] - logits[:, 0]
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        if self.method == "none":
-            return logits.float().softmax(-1)[:, 1]
         z = self.margin(logits)
+        if self.method == "none":  # == softmax(logits)[:, 1], from the margin alone
+            return torch.sigmoid(z)
         if self.method in ("temperature", "platt"):
             return torch.sigmoid(self.params[0] * z + self.params[1])
         return _interpolate(z, self.knots_x, self.knots_y)

@@ -97,8 +97,8 @@ class MFCLIPOutput:
 
     @property
     def raw_fake_prob(self) -> torch.Tensor:
-        """The uncalibrated softmax p(fake)."""
-        return self.logits.float().softmax(-1)[:, 1]
+        """The uncalibrated softmax p(fake), as ``sigmoid(margin)`` (what calibration maps)."""
+        return torch.sigmoid(self.margin)
 
     @property
     def margin(self) -> torch.Tensor:

@@ -51,10 +51,10 @@ class KeyRing:
         if not unique:
             raise KeyFileError("no API keys given")
         for key in unique:
-            if len(key) < MIN_KEY_LENGTH or any(ch.isspace() for ch in key):
+            if len(key) < MIN_KEY_LENGTH or any(ch.isspace() or not ch.isascii() for ch in key):
                 raise KeyFileError(
                     f"API key {key_id(key)} is unusable: keys must be at least "
-                    f"{MIN_KEY_LENGTH} characters without spaces (make one with "
+                    f"{MIN_KEY_LENGTH} ASCII characters without spaces (make one with "
                     "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
                 )
         self._digests = [(hashlib.sha256(k.encode()).digest(), key_id(k)) for k in unique]

@@ -181,8 +181,9 @@ class MicroBatcher:
             raise ShuttingDownError("the server is shutting down")
         if not self.alive or self._wakeup is None:
             raise InferenceError("the model worker is not running")
-        if len(self._pending) >= self.max_queue:
-            raise QueueFullError(f"{len(self._pending)} requests are already waiting")
+        waiting = sum(1 for job in self._pending if not job.future.done())  # not abandoned
+        if waiting >= self.max_queue:
+            raise QueueFullError(f"{waiting} requests are already waiting")
         loop = asyncio.get_running_loop()
         job = _Job(image, explain, loop.create_future(), loop.time())
         self._pending.append(job)
@@ -228,7 +229,10 @@ class MicroBatcher:
             seconds = time.perf_counter() - started
             self.stats.model_s += seconds
             if self.on_batch is not None:
-                self.on_batch(len(jobs), seconds)
+                try:
+                    self.on_batch(len(jobs), seconds)
+                except Exception:  # a metrics hook must never stop the model worker
+                    log.exception("batch hook failed")
             self.stats.batches += 1
             self.stats.requests += len(jobs)
             self.stats.largest_batch = max(self.stats.largest_batch, len(jobs))

@@ -38,7 +38,8 @@ def calibrate_best(
         return None
     model = load_model(best["path"], env.device)
     model.set_calibration(None)  # fit on raw margins even when refitting
-    val = validation_scores(model, val_data, cfg, env)
+    # float32, as every user path scores: an fpr=X threshold sits one ulp above a real score
+    val = validation_scores(model, val_data, cfg, env, amp="none")
     try:
         fitted = fit_operating_point(
             val.margins,

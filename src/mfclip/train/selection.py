@@ -53,10 +53,17 @@ class ValidationScores:
 
 
 def validation_scores(
-    model: MFCLIP, dataset: ManifestDataset, cfg: TrainConfig, env: DistEnv
+    model: MFCLIP,
+    dataset: ManifestDataset,
+    cfg: TrainConfig,
+    env: DistEnv,
+    amp: str | None = None,
 ) -> ValidationScores:
-    """Score the validation split with the one scoring loop (sharded over ranks, gathered)."""
-    scorer = Scorer(model, amp=cfg.amp)
+    """Score the validation split with the one scoring loop (sharded over ranks, gathered).
+
+    ``amp`` overrides ``cfg.amp``: calibration is fitted in float32, as users score.
+    """
+    scorer = Scorer(model, amp=cfg.amp if amp is None else amp)
     rows: list[tuple[int, int, float, float]] = []
     loss_sum, loss_n = 0.0, 0
     for batch, scores in scorer.batches(validation_loader(cfg, env, dataset)):
