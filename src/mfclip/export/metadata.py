@@ -26,7 +26,6 @@ FORMAT = "mfclip-onnx/2"
 #: Graphs of mfclip 0.1 took CLIP-normalised float32 input; the runtime still runs them.
 LEGACY_FORMAT = "mfclip-onnx/1"
 INPUT_NAME = "images"
-LEGACY_INPUT_NAME = "pixel_values"
 PROB_NAME = "fake_prob"
 BOXES_NAME = "boxes"
 INSTALL_HINT = "install the ONNX extra: pip install 'mfclip[onnx]'"

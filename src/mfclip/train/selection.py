@@ -22,12 +22,7 @@ from .config import TrainConfig
 from .data import validation_loader
 from .distributed import DistEnv
 
-__all__ = ["ValidationScores", "is_better", "pick_threshold", "validate", "validation_scores"]
-
-
-def pick_threshold(rule: str, labels: np.ndarray, scores: np.ndarray) -> float:
-    """The decision threshold on p(fake) by ``rule`` (see :mod:`mfclip.evaluate.operating`)."""
-    return threshold_for_rule(rule, labels, scores)
+__all__ = ["ValidationScores", "is_better", "validate", "validation_scores"]
 
 
 def is_better(select_metric: str, value: float | None, best: float | None) -> bool:
@@ -101,7 +96,7 @@ def validate(
     """
     val = validation_scores(model, dataset, cfg, env)
     labels, scores = val.labels, val.scores
-    threshold = pick_threshold(cfg.threshold, labels, scores)
+    threshold = threshold_for_rule(cfg.threshold, labels, scores)
     return {
         "n": len(scores),
         "loss": val.loss,
