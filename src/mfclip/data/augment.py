@@ -17,6 +17,7 @@ __all__ = [
     "HorizontalFlip",
     "JpegCompression",
     "RandomOp",
+    "RandomRescale",
     "RandomResizedCrop",
 ]
 
@@ -68,6 +69,27 @@ class RandomResizedCrop:
         x, y, w, h = self._box(*image.size, rng)
         resample = F.INTERPOLATIONS[self.interpolation]
         return image.resize((self.size, self.size), resample, box=(x, y, x + w, y + h))
+
+
+@dataclass
+class RandomRescale:
+    """Resize the whole image by a random factor with a random filter (resize jitter).
+
+    Generators leave resampling traces at one scale; images on the web have been resized by
+    any factor with any filter. Jittering both keeps a detector from keying on one of them.
+    """
+
+    p: float = 0.0
+    factor: tuple[float, float] = (0.5, 1.5)
+    name = "rescale"
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        if rng.random() >= self.p:
+            return image
+        f = rng.uniform(*self.factor)
+        size = (max(1, round(image.width * f)), max(1, round(image.height * f)))
+        filters = ("bilinear", "bicubic", "lanczos")
+        return image.resize(size, F.INTERPOLATIONS[filters[int(rng.integers(len(filters)))]])
 
 
 @dataclass

@@ -22,6 +22,7 @@ from .augment import (
     HorizontalFlip,
     JpegCompression,
     RandomOp,
+    RandomRescale,
     RandomResizedCrop,
 )
 
@@ -69,7 +70,10 @@ def build_eval_transform(preprocess: PreprocessConfig | None = None) -> EvalTran
 
 @dataclass
 class AugmentConfig:
-    """Training augmentations; a probability of 0 switches an operation off."""
+    """Training augmentations; a probability of 0 switches an operation off.
+
+    Order: rescale, blur, JPEG (degradations of the full image), then crop, flip, colour.
+    """
 
     flip_p: float = 0.5
     crop_p: float = 1.0
@@ -84,6 +88,9 @@ class AugmentConfig:
     contrast: float = 0.2
     saturation: float = 0.2
     hue: float = 0.0
+    #: Resize jitter: rescale the whole image by a factor in ``rescale_range``.
+    rescale_p: float = 0.0
+    rescale_range: tuple[float, float] = (0.5, 1.5)
 
 
 @dataclass
@@ -112,6 +119,7 @@ def build_train_transform(
     pre = preprocess or PreprocessConfig()
     aug = augment or AugmentConfig()
     ops: list[RandomOp] = [
+        RandomRescale(aug.rescale_p, aug.rescale_range),
         GaussianBlur(aug.blur_p, aug.blur_sigma),
         JpegCompression(aug.jpeg_p, aug.jpeg_quality),
         RandomResizedCrop(

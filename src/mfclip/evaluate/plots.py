@@ -22,9 +22,11 @@ from mfclip.evaluate.metrics import average_precision, pr_curve, roc_auc, roc_cu
 from mfclip.evaluate.validation import check_binary
 from mfclip.fileio import atomic_write
 
-__all__ = ["plot_pr", "plot_reliability", "plot_roc", "plot_tsne"]
+__all__ = ["Interval", "plot_intervals", "plot_pr", "plot_reliability", "plot_roc", "plot_tsne"]
 
 Curves = Mapping[str, tuple[ArrayLike, ArrayLike]]
+#: ``(label, value, low, high, highlighted)``: one row of :func:`plot_intervals`.
+Interval = tuple[str, float, float, float, bool]
 _EXACT_TSNE_MAX = 200
 
 
@@ -170,4 +172,41 @@ def plot_tsne(
         ax.scatter(pts[:, 0], pts[:, 1], s=8, alpha=0.8, color=palette(i % palette.N), label=cls)
     ax.set(title=title, xticks=[], yticks=[])
     ax.legend(loc="best", fontsize="small", markerscale=2)
+    return _save(fig, path)
+
+
+def plot_intervals(
+    panels: Mapping[str, Sequence[Interval]],
+    path: str | os.PathLike[str],
+    *,
+    xlabel: str,
+    reference: Mapping[str, float] | None = None,
+    title: str = "",
+) -> Path:
+    """Dot-and-interval rows, one panel per key (an ablation table as a figure).
+
+    Highlighted rows are drawn filled, the others hollow; ``reference`` draws a vertical line
+    per panel (the reference row's value) so differences read at a glance.
+    """
+    names = list(panels)
+    height = max(2.5, 0.32 * max((len(v) for v in panels.values()), default=1) + 1.2)
+    fig = _new_figure((3.6 * max(len(names), 1) + 1.4, height))
+    axes = fig.subplots(1, max(len(names), 1), sharey=True, squeeze=False)[0]
+    for ax, name in zip(axes, names, strict=False):
+        rows = list(panels[name])
+        ys = np.arange(len(rows))[::-1]
+        for y, (_, value, low, high, highlighted) in zip(ys, rows, strict=True):
+            if not np.isfinite(value):
+                continue
+            ax.plot([low, high], [y, y], color="C0", linewidth=1.5)
+            face = "C0" if highlighted else "white"
+            ax.plot([value], [y], "o", color="C0", markerfacecolor=face, markersize=5)
+        if reference and name in reference and np.isfinite(reference[name]):
+            ax.axvline(reference[name], color="0.5", linestyle="--", linewidth=1)
+        ax.set_yticks(ys, [r[0] for r in rows])
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.grid(axis="x", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10, y=1.02)
     return _save(fig, path)

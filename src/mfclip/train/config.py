@@ -130,6 +130,15 @@ class TrainConfig:
             raise ConfigError("optim.lr must be > 0")
         if len(self.optim.betas) != 2:
             raise ConfigError("optim.betas needs two values")
+        aug = self.data.augment
+        for name, value in vars(aug).items():
+            if name.endswith("_p") and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"data.augment.{name} must lie in [0, 1], got {value}")
+        low, high = aug.rescale_range
+        if not 0 < low <= high:
+            raise ConfigError(
+                f"data.augment.rescale_range must be 0 < low <= high, got {low, high}"
+            )
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ConfigError("max_steps_per_epoch must be >= 1 or null")
         try:

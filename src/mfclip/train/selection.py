@@ -14,6 +14,7 @@ import numpy as np
 import torch.nn.functional as F
 
 from ..data.dataset import ManifestDataset
+from ..errors import ManifestError
 from ..evaluate import metrics
 from ..evaluate.operating import threshold_for_rule
 from ..inference.scoring import Scorer
@@ -96,6 +97,11 @@ def validate(
     """
     val = validation_scores(model, dataset, cfg, env)
     labels, scores = val.labels, val.scores
+    if len(scores) == 0:
+        raise ManifestError(
+            f"no validation sample could be read ({dataset.bad_count} unreadable on this "
+            f"process): check the '{cfg.data.val_split}' rows' paths, or data.root"
+        )
     threshold = threshold_for_rule(cfg.threshold, labels, scores)
     return {
         "n": len(scores),

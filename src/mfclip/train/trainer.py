@@ -28,7 +28,7 @@ from torch import nn
 
 from ..data.dataset import ManifestDataset
 from ..device import autocast
-from ..errors import NonFiniteLossError
+from ..errors import ManifestError, NonFiniteLossError
 from ..factory import create_model
 from ..model.mfclip import MFCLIP
 from ..model.persistence import read_pointer
@@ -325,11 +325,12 @@ class Trainer:
         parts.ddp_model.train()
         parts.optimizer.zero_grad(set_to_none=True)
         window: list[dict[str, float]] = []
-        started, seen = time.perf_counter(), 0
+        started, seen, attempted = time.perf_counter(), 0, 0
         for batch in loader:
             if state.batch >= total_batches:
                 break
             state.batch += 1
+            attempted += 1
             if batch is None:
                 bar.update(1)
                 continue
@@ -354,6 +355,12 @@ class Trainer:
                 self._save_stopped(parts, state)
                 return False
         bar.close()
+        if attempted and env.all_reduce_sum(seen) == 0:
+            raise ManifestError(
+                f"no training sample of {cfg.data.manifest} could be read "
+                f"({parts.train_data.bad_count} unreadable): check that its paths exist, "
+                f"or set data.root to the folder they are relative to"
+            )
         if parts.train_data.bad_count and env.is_main:
             log.warning(
                 "%d unreadable file(s) skipped so far (see the warnings above)",

@@ -1,0 +1,215 @@
+"""Ablation studies: every named ablation trained and tested under one protocol, one table.
+
+Each (ablation, seed) is a run of its own under ``ablations/<name>/seed-<s>/``, with the
+protocol's data, training settings and test sets; only the ablation's ``set`` and the seed
+differ. A finished run writes ``row.json`` (its metrics and a fingerprint of its effective
+config) and is never retrained; an interrupted one resumes from its last checkpoint; a run
+that fails is recorded with its error (traceback in ``error.txt``) and the study goes on.
+Runs go seed by seed, so an early stop still leaves a complete one-seed table. The table
+files are rewritten after every run::
+
+    ablations.md, ablations.csv, ablations.json, ablations.png
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import apply_overrides, deep_merge
+from ..errors import ConfigError
+from ..fileio import atomic_write_text
+from .ablations import REFERENCE, Ablation, load_ablations, resolve_ablations
+from .runner import ProtocolRun, plain
+from .spec import slug
+from .table import AblationTable, RowResult
+
+__all__ = ["StudyOptions", "run_ablations"]
+
+log = logging.getLogger(__name__)
+
+#: Metrics of the table, per definition.
+TABLE_METRICS = {"mfclip": ("auc", "eer"), "deepfakebench": ("auc", "eer", "acc")}
+
+
+@dataclass
+class StudyOptions:
+    """What to run: which ablations, how many seeds, and how to report."""
+
+    #: ``all``, group names and/or row names, comma-separated (see ``configs/ablations.yaml``).
+    ablations: str = "quick"
+    #: Seeds of every row.
+    seeds: list[int] = field(default_factory=lambda: [0])
+    #: A YAML registry replacing the bundled one.
+    registry: str | None = None
+    #: Training overrides applied to every row (``epochs=10``), before the ablation's own.
+    overrides: list[str] = field(default_factory=list)
+    metrics: str = "mfclip"
+    bootstrap: int = 1000
+    progress: bool = True
+
+
+def _columns(run: ProtocolRun) -> list[tuple[Any, Any, str]]:
+    """``(experiment, test, column name)``; names carry the training set when there are several."""
+    exps = run.protocol.experiments
+    return [
+        (exp, test, test.name if len(exps) == 1 else f"{exp.train.name} -> {test.name}")
+        for exp in exps
+        for test in exp.tests
+    ]
+
+
+def _fingerprint(configs: list[dict[str, Any]]) -> str:
+    text = json.dumps(configs, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Study:
+    """One ablation study in ``out/ablations``: runs rows, keeps their state, writes the table."""
+
+    def __init__(self, run: ProtocolRun, rows: list[Ablation], options: StudyOptions) -> None:
+        self.run = run
+        self.rows = rows
+        self.options = options
+        self.dir = run.out / "ablations"
+        self.results: dict[tuple[str, int], RowResult] = {}
+
+    def row_dir(self, ablation: Ablation, seed: int) -> Path:
+        return self.dir / slug(ablation.name) / f"seed-{seed}"
+
+    def configs(self, ablation: Ablation, seed: int) -> list[Any]:
+        """The effective training config of each experiment for this row."""
+        common = apply_overrides({}, self.options.overrides)
+        changes = deep_merge(deep_merge(common, ablation.overrides()), {"seed": seed})
+        return [self.run.train_config(exp, changes) for exp in self.run.protocol.experiments]
+
+    def run_row(self, ablation: Ablation, seed: int) -> RowResult:
+        """Train and test one (ablation, seed), or reuse its finished result."""
+        row_dir = self.row_dir(ablation, seed)
+        state_path, stamp = row_dir / "row.json", row_dir / "fingerprint.txt"
+        started = time.perf_counter()
+        try:
+            configs = self.configs(ablation, seed)
+        except Exception as exc:
+            return self._failed(ablation, seed, exc, started)
+        fingerprint = _fingerprint([c.to_dict() for c in configs])
+        if stamp.is_file() and stamp.read_text().strip() != fingerprint:
+            error = (
+                f"ConfigError: {row_dir} was started with another config (the registry, the "
+                f"protocol or the overrides changed): delete that folder to rerun this row"
+            )
+            log.error("%s seed %d: %s", ablation.name, seed, error)
+            return RowResult(ablation.name, seed, "failed", error=error)
+        if state_path.is_file():
+            state = json.loads(state_path.read_text())
+            if state.get("status") == "done":
+                log.info("%s seed %d: done before, reusing %s", ablation.name, seed, row_dir)
+                return RowResult(
+                    ablation.name, seed, "done", state["results"], seconds=state["seconds"]
+                )
+        row_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(stamp, fingerprint + "\n")
+        try:
+            results = self._train_and_test(row_dir, configs)
+        except Exception as exc:  # a failing row is reported; the others go on
+            return self._failed(ablation, seed, exc, started)
+        seconds = time.perf_counter() - started
+        state = {
+            "status": "done",
+            "ablation": ablation.name,
+            "seed": seed,
+            "change": ablation.describe_change(),
+            "seconds": seconds,
+            "results": plain(results),
+        }
+        atomic_write_text(state_path, json.dumps(state, indent=2) + "\n")
+        return RowResult(ablation.name, seed, "done", state["results"], seconds=seconds)
+
+    def _train_and_test(self, row_dir: Path, configs: list[Any]) -> dict[str, dict[str, Any]]:
+        results: dict[str, dict[str, Any]] = {}
+        columns = _columns(self.run)
+        for exp, config in zip(self.run.protocol.experiments, configs, strict=True):
+            exp_dir = row_dir / slug(exp.train.name) if len(configs) > 1 else row_dir
+            self.run.train(exp, config, exp_dir)
+            tested = {t.test: t.metrics for t in self.run.test(exp, config, exp_dir)}
+            for e, test, column in columns:
+                if e is exp:
+                    results[column] = tested[test.name]
+        return results
+
+    def _failed(self, ablation: Ablation, seed: int, exc: Exception, started: float) -> RowResult:
+        """Record a failed row (error in row.json, traceback in error.txt) and go on."""
+        row_dir = self.row_dir(ablation, seed)
+        error = f"{type(exc).__name__}: {exc}"
+        log.error(
+            "%s seed %d failed: %s (traceback: %s)",
+            ablation.name,
+            seed,
+            error,
+            row_dir / "error.txt",
+        )
+        row_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(row_dir / "error.txt", traceback.format_exc())
+        seconds = time.perf_counter() - started
+        state = {"status": "failed", "error": error, "seconds": seconds}
+        atomic_write_text(row_dir / "row.json", json.dumps(state, indent=2) + "\n")
+        return RowResult(ablation.name, seed, "failed", error=error, seconds=seconds)
+
+    def table(self) -> AblationTable:
+        protocol = self.run.protocol
+        return AblationTable(
+            rows=[a.name for a in self.rows],
+            columns=[c for _, _, c in _columns(self.run)],
+            metrics=TABLE_METRICS[self.run.metrics],
+            results=list(self.results.values()),
+            reference=REFERENCE,
+            definition=self.run.metrics,
+            changes={a.name: a.describe_change() for a in self.rows},
+            title=f"Ablations: protocol {protocol.name}",
+            notes=[protocol.description.strip()] if protocol.description.strip() else [],
+        )
+
+    def write(self) -> AblationTable:
+        table = self.table()
+        atomic_write_text(self.run.out / "ablations.md", table.to_markdown())
+        atomic_write_text(self.run.out / "ablations.csv", table.to_csv())
+        atomic_write_text(self.run.out / "ablations.json", table.to_json())
+        if any(r.status == "done" for r in table.results):
+            table.plot(self.run.out / "ablations.png")
+        return table
+
+    def run_all(self) -> AblationTable:
+        order = [(a, s) for s in self.options.seeds for a in self.rows]
+        for i, (ablation, seed) in enumerate(order, 1):
+            log.info("ablation %d/%d: %s, seed %d", i, len(order), ablation.name, seed)
+            self.results[(ablation.name, seed)] = self.run_row(ablation, seed)
+            self.write()
+        return self.write()
+
+
+def run_ablations(
+    name_or_path: str | Path,
+    roots: list[str],
+    out_dir: str | Path,
+    options: StudyOptions | None = None,
+) -> AblationTable:
+    """Run the selected ablations with every seed under one protocol and write the table."""
+    opts = options or StudyOptions()
+    if not opts.seeds or len(set(opts.seeds)) != len(opts.seeds):
+        raise ConfigError(f"seeds must be distinct and at least one, got {opts.seeds}")
+    rows = resolve_ablations(opts.ablations, load_ablations(opts.registry))
+    run = ProtocolRun.prepare(
+        name_or_path,
+        roots,
+        out_dir,
+        bootstrap=opts.bootstrap,
+        metrics=opts.metrics,
+        progress=opts.progress,
+    )
+    return Study(run, rows, opts).run_all()
