@@ -95,7 +95,7 @@ def load_ablations(path: str | Path | None = None) -> dict[str, Ablation]:
 
 
 def resolve_ablations(spec: str, registry: dict[str, Ablation]) -> list[Ablation]:
-    """``all`` | group and row names, comma-separated -> rows in registry order.
+    """``all`` | group and row names, comma-separated -> rows, reference first, in file order.
 
     The reference row (``full``) is always included when the registry has it, since every
     other row is compared with it.
@@ -120,4 +120,5 @@ def resolve_ablations(spec: str, registry: dict[str, Ablation]) -> list[Ablation
         raise ConfigError("--ablations is empty; give 'all', group names or row names")
     if REFERENCE in registry:
         wanted.add(REFERENCE)
-    return [row for name, row in registry.items() if name in wanted]
+    rows = [row for name, row in registry.items() if name in wanted]
+    return sorted(rows, key=lambda row: row.name != REFERENCE)  # the reference first

@@ -1,0 +1,188 @@
+"""Ablation studies end to end on a tiny protocol: seeds, a failing row, resume, interruption."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from mfclip.cli import main
+from mfclip.config import ConfigError
+from mfclip.data.manifest import read_manifest
+from mfclip.protocol import ProtocolRun, StudyOptions, run_ablations
+from mfclip.train import trainer as trainer_module
+
+REGISTRY = {
+    "full": {"description": "reference", "groups": ["g"], "set": {}},
+    "spa-off": {"description": "no SPA", "groups": ["g"], "set": {"model.spa.mode": "off"}},
+    "broken": {"description": "invalid", "set": {"model.noise.patch_size": 9999}},
+}
+
+
+def _tree(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    for folder, n, blocky in (
+        ("real", 24, False),
+        ("fake/genA", 12, True),
+        ("fake/genB", 12, True),
+    ):
+        (root / folder).mkdir(parents=True)
+        for i in range(n):
+            img = rng.integers(0, 255, (12, 12, 3) if blocky else (48, 48, 3)).astype(np.uint8)
+            Image.fromarray(img).resize((48, 48), Image.NEAREST).save(root / folder / f"{i}.png")
+
+
+@pytest.fixture()
+def study(tmp_path):
+    """(protocol file, data root, registry file) of a two-test-set tiny protocol."""
+    _tree(tmp_path / "data")
+    spec = tmp_path / "p.yaml"
+    spec.write_text(
+        "name: tiny-ablations\n"
+        "datasets: {d: {layout: folders, ratios: [0.5, 0.25, 0.25]}}\n"
+        "training:\n"
+        "  model: {preset: mfclip-tiny}\n"
+        "  data: {batch_size: 8, num_workers: 0}\n"
+        "  epochs: 1\n"
+        "  tensorboard: false\n"
+        "experiments:\n"
+        "  - train: {name: genA, fake: {generator: [genA]}}\n"
+        "    test:\n"
+        "      - {name: genA, fake: {generator: [genA]}}\n"
+        "      - {name: genB, fake: {generator: [genB]}, splits: {fake: [train, val, test]}}\n"
+    )
+    registry = tmp_path / "ablations.yaml"
+    registry.write_text(yaml.safe_dump(REGISTRY, sort_keys=False))
+    return spec, tmp_path / "data", registry
+
+
+def _count_fits(monkeypatch) -> list[Path]:
+    calls: list[Path] = []
+    original = trainer_module.Trainer.fit
+
+    def fit(self):
+        calls.append(self.run_dir)
+        return original(self)
+
+    monkeypatch.setattr(trainer_module.Trainer, "fit", fit)
+    return calls
+
+
+def _cells(out: Path) -> list[dict]:
+    return json.loads((out / "ablations.json").read_text())["cells"]
+
+
+def test_seeds_failing_row_and_rerun_without_retraining(study, tmp_path, monkeypatch):
+    spec, data, registry = study
+    out = tmp_path / "out"
+    options = StudyOptions(
+        ablations="all", seeds=[0, 1], registry=str(registry), bootstrap=20, progress=False
+    )
+    table = run_ablations(spec, [str(data)], out, options)
+    assert table.rows == ["full", "spa-off", "broken"]
+    assert [(r.ablation, r.seed) for r in table.failed] == [("broken", 0), ("broken", 1)]
+    assert "ConfigError" in table.failed[0].error and "patch_size" in table.failed[0].error
+    assert (out / "ablations" / "broken" / "seed-0" / "error.txt").is_file()
+    for row in ("full", "spa-off"):
+        assert table.cell(row, "genB", "auc").n == 2
+        seeds = [
+            yaml.safe_load((out / "ablations" / row / f"seed-{s}" / "run" / "config.yaml").open())
+            for s in (0, 1)
+        ]
+        assert [c["seed"] for c in seeds] == [0, 1]
+    spa = yaml.safe_load((out / "ablations/spa-off/seed-0/run/config.yaml").open())
+    assert spa["model"]["spa"]["mode"] == "off"
+    scores = [(out / f"ablations/full/seed-{s}/eval/genA/scores.csv").read_text() for s in (0, 1)]
+    assert scores[0] != scores[1]  # another seed is another run
+    text = (out / "ablations.md").read_text()
+    assert "## Failed runs" in text and "`broken` seed 0: ConfigError" in text
+    for name in ("ablations.csv", "ablations.png"):
+        assert (out / name).is_file()
+    # Unseen generator: every genB image is a test fake, none of genA's training rows.
+    genb = read_manifest(out / "sets" / "genA" / "tests" / "genB.csv")
+    assert sum(r.generator == "genB" for r in genb) == 12
+    training = {r.path for r in read_manifest(out / "sets" / "genA" / "train.csv")}
+    assert {r.split for r in genb} == {"test"} and not training & {r.path for r in genb}
+
+    before = _cells(out)
+    fits = _count_fits(monkeypatch)
+    again = run_ablations(spec, [str(data)], out, options)
+    assert fits == []  # finished rows are never retrained
+    assert _cells(out) == before
+    assert len(again.failed) == 2  # the failing row is retried, and fails again
+
+
+def test_interrupted_study_resumes_to_the_uninterrupted_result(study, tmp_path, monkeypatch):
+    spec, data, registry = study
+    options = StudyOptions(
+        ablations="full,spa-off", seeds=[0], registry=str(registry), bootstrap=0, progress=False
+    )
+    run_ablations(spec, [str(data)], tmp_path / "plain", options)
+
+    out = tmp_path / "interrupted"
+    original_init = trainer_module.Trainer.__init__
+
+    def init(self, config, run_dir, resume=False, on_step=None, progress=True):
+        def stop(trainer, step):
+            if "spa-off" in str(run_dir) and step == 1:
+                trainer.request_stop()
+
+        original_init(self, config, run_dir, resume=resume, on_step=stop, progress=progress)
+
+    monkeypatch.setattr(trainer_module.Trainer, "__init__", init)
+    with pytest.raises(KeyboardInterrupt):
+        run_ablations(spec, [str(data)], out, options)
+    assert json.loads((out / "ablations/full/seed-0/row.json").read_text())["status"] == "done"
+    stopped = out / "ablations/spa-off/seed-0"
+    assert not (stopped / "row.json").exists() and (stopped / "run" / "last.json").is_file()
+    monkeypatch.setattr(trainer_module.Trainer, "__init__", original_init)
+
+    fits = _count_fits(monkeypatch)
+    run_ablations(spec, [str(data)], out, options)
+    assert fits == [stopped / "run"]  # only the interrupted row trains, resuming
+    for a, b in zip(_cells(tmp_path / "plain"), _cells(out), strict=True):
+        assert a["ablation"] == b["ablation"] and a["column"] == b["column"]
+        assert a["values"] == pytest.approx(b["values"], abs=1e-6)
+
+
+def test_changed_config_is_refused_not_mixed(study, tmp_path):
+    spec, data, registry = study
+    out = tmp_path / "out"
+    options = StudyOptions(ablations="full", registry=str(registry), bootstrap=0, progress=False)
+    run_ablations(spec, [str(data)], out, options)
+    options.overrides = ["optim.lr=0.001"]
+    table = run_ablations(spec, [str(data)], out, options)
+    assert [r.ablation for r in table.failed] == ["full"]
+    assert "another config" in table.failed[0].error
+    assert json.loads((out / "ablations/full/seed-0/row.json").read_text())["status"] == "done"
+
+
+def test_test_set_sharing_training_images_is_refused(study, tmp_path):
+    spec, data, _ = study
+    text = spec.read_text().replace(
+        "{name: genA, fake: {generator: [genA]}}\n      - {name: genB",
+        "{name: genA, fake: {generator: [genA]}, splits: [train, test]}\n      - {name: genB",
+    )
+    spec.write_text(text)
+    run = ProtocolRun.prepare(spec, [str(data)], tmp_path / "out", progress=False)
+    exp = run.protocol.experiments[0]
+    with pytest.raises(ConfigError, match=r"shares \d+ image"):
+        run.test_manifest(exp, exp.tests[0])
+
+
+def test_cli_lists_ablations_and_checks_arguments(capsys, study, tmp_path):
+    assert main(["protocol", "ablations"]) == 0
+    listed = capsys.readouterr().out
+    assert "no-noise" in listed and "group quick:" in listed and "model.spa.mode=" in listed
+    spec, data, _ = study
+    args = ["protocol", "run", str(spec), "--root", str(data), "--out", str(tmp_path / "o")]
+    assert main([*args, "--seeds", "2"]) == 1
+    assert "need --ablations" in capsys.readouterr().err
+    assert main([*args, "--ablations", "nope"]) == 1
+    assert "unknown ablation or group 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--ablations", "full", "--seeds", "0"])
