@@ -80,6 +80,32 @@ def test_evaluate_writes_every_report_and_matches_sklearn(model_dir, data, tmp_p
     md = (out / "report.md").read_text()
     assert "## Calibration" in md and "uncalibrated" in md and "## Operating points" in md
     assert "TPR@FPR=1%" in md and "## Abstention" in md
+    assert "Metric definitions: mfclip (EER interpolated on the full ROC" in md
+    assert payload["metric_definitions"] == "mfclip" and not (out / "deepfakebench.json").exists()
+
+
+def test_evaluate_deepfakebench_metrics_on_the_raw_score(model_dir, data, tmp_path):
+    out = tmp_path / "eval"
+    options = EvalOptions(num_workers=0, bootstrap=0, progress=False, metrics="deepfakebench")
+    result = evaluate(model_dir, data, out, options)
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    y = np.array([int(r["label"]) for r in rows])
+    raw = np.array([float(r["raw_score"]) for r in rows])
+    dfb = result["deepfakebench"]
+    assert list(dfb) == list(result["by_generator"]) == ["all", "DDPM", "LatentDiffusion"]
+    assert dfb["all"]["auc"] == pytest.approx(roc_auc_score(y, raw), abs=1e-12)
+    assert dfb["all"]["acc"] == pytest.approx(np.mean((raw > 0.5) == (y == 1)))
+    # All images sit in one folder: one DeepfakeBench "video", of both labels, so no video AUC.
+    assert dfb["all"]["n_videos"] == 1 and dfb["all"]["video_auc"] != dfb["all"]["video_auc"]
+    on_disk = json.loads((out / "deepfakebench.json").read_text())
+    assert on_disk["DDPM"]["auc"] == pytest.approx(dfb["DDPM"]["auc"])
+    assert on_disk["all"]["video_auc"] is None  # strict JSON: NaN -> null
+    assert result["metric_definitions"] == "deepfakebench"
+    assert json.loads((out / "metrics.json").read_text())["metric_definitions"] == "deepfakebench"
+    md = (out / "report.md").read_text()
+    assert "## DeepfakeBench metrics" in md and "Metric definitions: deepfakebench" in md
+    with pytest.raises(ValueError, match="metrics must be one of"):
+        evaluate(model_dir, data, tmp_path / "bad", EvalOptions(metrics="paper"))  # type: ignore[arg-type]
 
 
 def test_evaluate_errors_are_clear(model_dir, data, tmp_path, capsys):

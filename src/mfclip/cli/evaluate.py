@@ -13,6 +13,10 @@ from .common import in_process_group
 
 __all__ = ["register"]
 
+#: ``mfclip.evaluate.deepfakebench.METRIC_DEFINITIONS``, repeated so that building the parser
+#: does not import scikit-learn (a test checks the two agree).
+_METRIC_DEFINITIONS = ("mfclip", "deepfakebench")
+
 
 def _evaluate(args: argparse.Namespace) -> int:
     return in_process_group(_run, args)
@@ -33,6 +37,7 @@ def _run(args: argparse.Namespace, env: Any) -> int:
         perturb=" ".join(args.perturb) if args.perturb else None,
         tsne=args.tsne,
         progress=not args.quiet,
+        metrics=args.metrics,
     )
     result = evaluate(args.model, args.data, out, options, env=env)
     if not env.is_main:
@@ -60,6 +65,13 @@ def _run(args: argparse.Namespace, env: Any) -> int:
     files = "metrics.json, metrics.csv, scores.csv, roc.png, pr.png, reliability.png"
     if "robustness" in result:
         files += ", robustness.md"
+    if "deepfakebench" in result:
+        dfb = result["deepfakebench"]["all"]
+        print(
+            f"DeepfakeBench definitions (raw score): AUC {dfb['auc']:.4f}  EER {dfb['eer']:.4f}  "
+            f"AP {dfb['ap']:.4f}  ACC {dfb['acc']:.4f}  video AUC {dfb['video_auc']:.4f}"
+        )
+        files += ", deepfakebench.json"
     print(f"report: {out / 'report.md'} ({files})")
     return 0
 
@@ -83,6 +95,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--tsne", action="store_true", help="t-SNE plot of the fused visual features")
+    p.add_argument(
+        "--metrics",
+        choices=_METRIC_DEFINITIONS,
+        default="mfclip",
+        help=(
+            "metric definitions: mfclip (EER interpolated on the full ROC, accuracy at the "
+            "stored threshold, videos = manifest group) or deepfakebench, which adds "
+            "DeepfakeBench's get_test_metrics numbers (nearest-point EER, accuracy at p > 0.5, "
+            "videos = parent folder name, on the raw uncalibrated score) to report.md and "
+            "deepfakebench.json, to compare with its published tables"
+        ),
+    )
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2, help="decoding worker processes")

@@ -11,6 +11,9 @@ Output folder::
     roc.png, pr.png                        curves overall and per generator
     reliability.png                        reliability diagram, raw and calibrated
     robustness.md, robustness.json         one row per perturbation (with --perturb)
+    deepfakebench.json                     DeepfakeBench's metric definitions on the raw score,
+                                           overall and per generator (with --metrics
+                                           deepfakebench; also a report.md section)
     tsne.png                               fused visual features by generator (with --tsne)
 """
 
@@ -36,10 +39,11 @@ from ..operating import OperatingPoint
 from . import metrics
 from .actionable import abstention_section, calibration_section
 from .cross_source import cross_source_auc
+from .deepfakebench import METRIC_DEFINITIONS, MetricDefinitions, deepfakebench_metrics
 from .report import write_report
 from .robustness import robustness_sweep
 from .score_records import score_dataset
-from .sections import robustness_markdown
+from .sections import definitions_markdown, robustness_markdown
 
 __all__ = ["EvalOptions", "evaluate", "score_dataset"]
 
@@ -62,6 +66,10 @@ class EvalOptions:
     perturb: str | None = None
     tsne: bool = False
     progress: bool = True
+    #: ``"deepfakebench"`` adds DeepfakeBench's own metric definitions (nearest-point EER,
+    #: ``p > 0.5`` accuracy on the raw score, videos by parent folder name) beside mfclip's,
+    #: so a row can be compared with a published DeepfakeBench table.
+    metrics: MetricDefinitions = "mfclip"
 
 
 def _video_groups(records: list[dict[str, Any]]) -> str | None:
@@ -99,6 +107,37 @@ def _fake_subsets(records: list[dict[str, Any]], by: str) -> dict[str, Any]:
         mask = np.array([r["label"] == 0 or r[by] == value for r in records])
         curves[value] = (labels[mask], scores[mask])
     return curves
+
+
+def _deepfakebench(
+    records: list[dict[str, Any]], group_key: str | None, bootstrap: int, seed: int
+) -> dict[str, dict[str, Any]]:
+    """DeepfakeBench's metrics overall and per generator: the subsets of ``breakdown``.
+
+    Computed on the raw (uncalibrated) probability, as DeepfakeBench scores its softmax
+    output, with each image's path as DeepfakeBench's video source (its parent folder's name).
+    """
+    labels = np.array([r["label"] for r in records])
+    raw = np.array([r["raw_score"] for r in records])
+    paths = [r["path"] for r in records]
+    generators = np.array([str(r["generator"]) for r in records])
+    groups = [r[group_key] for r in records] if group_key else None
+
+    def _subset(mask: np.ndarray) -> dict[str, Any]:
+        idx = np.flatnonzero(mask)
+        return deepfakebench_metrics(
+            labels[idx],
+            raw[idx],
+            [paths[i] for i in idx],
+            bootstrap=bootstrap,
+            seed=seed,
+            groups=[groups[i] for i in idx] if groups is not None else None,
+        )
+
+    out = {"all": _subset(np.ones(len(records), dtype=bool))}
+    for value in sorted(set(generators[labels == 1])):
+        out[value] = _subset((labels == 0) | (generators == value))
+    return out
 
 
 def _sections(model: MFCLIP, records: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
@@ -139,13 +178,16 @@ def evaluate(
     """Score ``manifest`` (its ``options.split`` rows) and write every report file.
 
     Every number is computed on the calibrated ``score`` the model reports, at the threshold
-    and uncertain band it stores; calibration is measured on the raw score too. With a
+    and uncertain band it stores; calibration is measured on the raw score too, and so are
+    DeepfakeBench's metrics with ``options.metrics="deepfakebench"``. With a
     distributed ``env`` (``torchrun``) the ranks share the scoring and rank 0 alone computes,
     writes and returns the report (``{}`` elsewhere), the same as a one-process run's.
     """
     from .plots import plot_pr, plot_roc, plot_tsne
 
     opts = options or EvalOptions()
+    if opts.metrics not in METRIC_DEFINITIONS:
+        raise ValueError(f"metrics must be one of {METRIC_DEFINITIONS}, got {opts.metrics!r}")
     env = env or DistEnv()
     perturbations = parse_perturbations(opts.perturb or "", opts.seed)  # fail before scoring
     out = Path(out_dir)
@@ -196,7 +238,16 @@ def evaluate(
     sections = _sections(model, records, threshold)
     plain = [{k: v for k, v in r.items() if k != "feature"} for r in records]
     name = f"{Path(manifest).name} [{opts.split or 'all'}]"
-    write_report(out, by_generator, name, records=plain, sections=sections)
+    report_sections = {**sections, "metric_definitions": opts.metrics}
+    paths = write_report(out, by_generator, name, records=plain, sections=report_sections)
+    dfb = None
+    if opts.metrics == "deepfakebench":
+        dfb = _deepfakebench(records, kw["group_key"], opts.bootstrap, opts.seed)
+        text = json.dumps(_finite(dfb), indent=2, allow_nan=False) + "\n"
+        atomic_write_text(out / "deepfakebench.json", text)
+    report = paths["markdown"]
+    markdown = report.read_text(encoding="utf-8")
+    atomic_write_text(report, markdown + "\n" + definitions_markdown(opts.metrics, dfb))
     write_report(out / "by_forgery_type", by_type, f"{name} by forgery type")
     curves = _fake_subsets(records, "generator")
     plot_roc(curves, out / "roc.png", title=f"ROC: {name}")
@@ -208,7 +259,10 @@ def evaluate(
         "by_generator": by_generator,
         "by_forgery_type": by_type,
         **sections,
+        "metric_definitions": opts.metrics,
     }
+    if dfb is not None:
+        result["deepfakebench"] = dfb
     if opts.tsne:
         feats = np.stack([r["feature"] for r in records])
         plot_tsne(feats, [r["generator"] for r in records], out / "tsne.png", seed=opts.seed)

@@ -1,5 +1,5 @@
 """Markdown for the report sections a user acts on: operating rates, calibration, abstention,
-cross-source AUC and robustness.
+cross-source AUC, robustness and which metric definitions a report used.
 
 Kept apart from :mod:`~mfclip.evaluate.report` (files and the main metric table) so each
 section's wording, which says what every number means, is in one place.
@@ -11,12 +11,14 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from .deepfakebench import DEFINITION, SUMMARY, MetricDefinitions
 from .summary import TARGET_FPRS, TARGET_TPRS
 
 __all__ = [
     "abstention_markdown",
     "calibration_markdown",
     "cross_source_markdown",
+    "definitions_markdown",
     "operating_markdown",
     "robustness_markdown",
     "sections_markdown",
@@ -161,6 +163,57 @@ def cross_source_markdown(section: Mapping[str, Any]) -> str:
         rows.append(cells)
     return "\n".join(
         ["## Cross-source AUC", "", *_table(header, rows), "", section["definition"], ""]
+    )
+
+
+def _with_ci(res: Mapping[str, Any], key: str) -> str:
+    text = _num(res.get(key), 4)
+    ci = res.get(f"{key}_ci")
+    if text != "-" and ci is not None and all(_num(c) != "-" for c in ci):
+        text += f" [{_num(ci[0], 4)}, {_num(ci[1], 4)}]"
+    return text
+
+
+def definitions_markdown(
+    definitions: MetricDefinitions, deepfakebench: Mapping[str, Mapping[str, Any]] | None = None
+) -> str:
+    """Which metric definitions the report used, and DeepfakeBench's metrics per subset if given.
+
+    The line is there because the same model gets a different EER and accuracy under
+    DeepfakeBench's definitions, so a reader comparing with a paper must know which it was.
+    """
+    line = f"Metric definitions: {definitions} ({SUMMARY[definitions]})"
+    if deepfakebench is None:
+        return line + "\n"
+    keys = ("auc", "eer", "ap", "acc", "video_auc")
+    rows: list[list[str]] = []
+    for name, res in deepfakebench.items():
+        cells = [str(name), *(_with_ci(res, k) for k in keys), str(res.get("n_videos", "-"))]
+        cells.append(f"{res.get('n', '-')} ({res.get('n_real', '-')}/{res.get('n_fake', '-')})")
+        rows.append(cells)
+    titles = ("AUC", "EER", "AP", "ACC", "Video AUC")
+    header = ["Subset", *titles, "Videos", "N (real/fake)"]
+    notes = [f"- {title}: {DEFINITION[k]}." for title, k in zip(titles, keys, strict=True)]
+    notes.append("- Per-subset rows pair that subset's fakes with all real samples.")
+    if any("auc_ci" in res for res in deepfakebench.values()):
+        notes.append(
+            "- Brackets: 95% percentile-bootstrap interval, stratified by label, whole manifest "
+            "groups resampled when they are videos (mfclip's addition; DeepfakeBench reports "
+            "none)."
+        )
+    return "\n".join(
+        [
+            "## DeepfakeBench metrics",
+            "",
+            f"{line}. The tables above use mfclip's own ({SUMMARY['mfclip']}); this one is "
+            "computed as DeepfakeBench's `get_test_metrics` computes it, to sit beside its "
+            "published tables (also in deepfakebench.json).",
+            "",
+            *_table(header, rows),
+            "",
+            *notes,
+            "",
+        ]
     )
 
 
