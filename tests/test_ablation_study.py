@@ -14,6 +14,7 @@ from mfclip.cli import main
 from mfclip.config import ConfigError
 from mfclip.data.manifest import read_manifest
 from mfclip.protocol import ProtocolRun, StudyOptions, run_ablations
+from mfclip.protocol.study import config_changes
 from mfclip.train import trainer as trainer_module
 
 REGISTRY = {
@@ -157,7 +158,7 @@ def test_changed_config_is_refused_not_mixed(study, tmp_path):
     options.overrides = ["optim.lr=0.001"]
     table = run_ablations(spec, [str(data)], out, options)
     assert [r.ablation for r in table.failed] == ["full"]
-    assert "another config" in table.failed[0].error
+    assert "another config" in table.failed[0].error and "optim.lr" in table.failed[0].error
     assert json.loads((out / "ablations/full/seed-0/row.json").read_text())["status"] == "done"
 
 
@@ -186,3 +187,13 @@ def test_cli_lists_ablations_and_checks_arguments(capsys, study, tmp_path):
     assert "unknown ablation or group 'nope'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*args, "--ablations", "full", "--seeds", "0"])
+
+
+def test_config_changes_ignore_new_fields_only():
+    old = [{"optim": {"lr": 0.1}, "data": {"augment": {"flip_p": 0.5}}, "levels": [1, 2]}]
+    grown = [
+        {"optim": {"lr": 0.1}, "data": {"augment": {"flip_p": 0.5, "new_p": 0.0}}, "levels": [1, 2]}
+    ]
+    assert config_changes(old, grown) == []  # a field added since, at its default
+    changed = [{"optim": {"lr": 0.2}, "data": {"augment": {}}, "levels": [1]}]
+    assert config_changes(old, changed) == ["[0].optim.lr", "[0].data.augment.flip_p", "[0].levels"]

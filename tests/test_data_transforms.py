@@ -104,6 +104,34 @@ def test_train_ops_do_what_their_names_say() -> None:
     assert np.abs(np.asarray(compressed, int) - np.asarray(image, int)).mean() > 1
 
 
+def test_rescale_jitter_resizes_within_its_range() -> None:
+    from mfclip.data.augment import RandomRescale
+
+    image, rng = photo(100, 80), np.random.default_rng(0)
+    sizes = {RandomRescale(p=1.0, factor=(0.5, 1.5))(image, rng).size for _ in range(40)}
+    assert len(sizes) > 10
+    for w, h in sizes:
+        assert 50 <= w <= 150 and 40 <= h <= 120 and abs(w / h - 1.25) < 0.05
+    assert RandomRescale(p=0.0)(image, rng) is image
+    names = [op.name for op in build_train_transform(augment=AugmentConfig(rescale_p=0.5)).ops]
+    assert names[0] == "rescale"  # before blur and JPEG, as an image resized before sharing
+
+
+def test_patch_shuffle_permutes_tiles() -> None:
+    from mfclip.data.augment import PatchShuffle
+
+    image, rng = photo(64, 64), np.random.default_rng(1)
+    pixels = np.asarray(image)
+    tiles = sorted(pixels[y : y + 32, x : x + 32].tobytes() for y in (0, 32) for x in (0, 32))
+    changed = False
+    for _ in range(5):
+        out = np.asarray(PatchShuffle(p=1.0, grid=2)(image, rng))
+        got = sorted(out[y : y + 32, x : x + 32].tobytes() for y in (0, 32) for x in (0, 32))
+        assert got == tiles  # the same tiles, maybe elsewhere
+        changed |= not np.array_equal(out, pixels)
+    assert changed and PatchShuffle(p=0.0)(image, rng) is image
+
+
 def test_perturbations_parse_and_apply() -> None:
     assert {"jpeg", "blur", "resize", "noise"} <= set(PERTURBATIONS)
     items = parse_perturbations("jpeg=30,50 blur=1;noise=5 resize=0.5", seed=3)

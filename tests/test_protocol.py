@@ -63,7 +63,7 @@ def test_small_protocol_runs_end_to_end(tmp_path):
     assert "genA" in report and "genB" in report and "AUC" in report
     assert (out / "genA" / "eval" / "genB" / "report.md").is_file()
     assert json.loads((out / "report.json").read_text())["protocol"] == "tiny-cross-generator"
-    train_rows = (out / "genA" / "train.csv").read_text()
+    train_rows = (out / "sets" / "genA" / "train.csv").read_text()
     assert "genB" not in train_rows and ",test," not in train_rows
 
 

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from mfclip import MFCLIP
 from mfclip.config import ConfigError
+from mfclip.errors import ManifestError
 from mfclip.train import NonFiniteLossError, Trainer, load_train_config
 
 
@@ -185,6 +186,17 @@ def test_config_errors_name_the_field(manifest):
         config(manifest, "data.batch_size=0")
     with pytest.raises(ConfigError, match=r"unknown config key 'optim\.learning_rate'"):
         config(manifest, "optim.learning_rate=1")
+    with pytest.raises(ConfigError, match=r"data\.augment\.jpeg_p must lie in \[0, 1\]"):
+        config(manifest, "data.augment.jpeg_p=1.5")
+    with pytest.raises(ConfigError, match=r"rescale_range must be 0 < low <= high"):
+        config(manifest, "data.augment.rescale_range=[1.5, 0.5]")
+
+
+def test_unreadable_training_set_is_a_clear_error(manifest, tmp_path):
+    moved = tmp_path / "m.csv"
+    moved.write_text(manifest.read_text())  # relative paths now point nowhere
+    with pytest.raises(ManifestError, match=r"no training sample .* could be read"):
+        Trainer(config(moved), tmp_path / "run", progress=False).fit()
 
 
 def test_run_folder_files_get_the_umask_modes(manifest, tmp_path):

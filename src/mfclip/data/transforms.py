@@ -21,6 +21,7 @@ from .augment import (
     GaussianBlur,
     HorizontalFlip,
     JpegCompression,
+    PatchShuffle,
     RandomOp,
     RandomRescale,
     RandomResizedCrop,
@@ -72,7 +73,8 @@ def build_eval_transform(preprocess: PreprocessConfig | None = None) -> EvalTran
 class AugmentConfig:
     """Training augmentations; a probability of 0 switches an operation off.
 
-    Order: rescale, blur, JPEG (degradations of the full image), then crop, flip, colour.
+    Order: rescale, blur, JPEG (degradations of the full image), then crop, flip, colour and
+    the patch shuffle.
     """
 
     flip_p: float = 0.5
@@ -91,6 +93,9 @@ class AugmentConfig:
     #: Resize jitter: rescale the whole image by a factor in ``rescale_range``.
     rescale_p: float = 0.0
     rescale_range: tuple[float, float] = (0.5, 1.5)
+    #: Shuffle a ``patch_shuffle_grid`` x ``patch_shuffle_grid`` mosaic of the image.
+    patch_shuffle_p: float = 0.0
+    patch_shuffle_grid: int = 2
 
 
 @dataclass
@@ -127,5 +132,6 @@ def build_train_transform(
         ),
         HorizontalFlip(aug.flip_p),
         ColorJitter(aug.color_p, aug.brightness, aug.contrast, aug.saturation, aug.hue),
+        PatchShuffle(aug.patch_shuffle_p, aug.patch_shuffle_grid),
     ]
     return TrainTransform(pre, [op for op in ops if op.p > 0])

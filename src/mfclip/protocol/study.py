@@ -2,9 +2,11 @@
 
 Each (ablation, seed) is a run of its own under ``ablations/<name>/seed-<s>/``, with the
 protocol's data, training settings and test sets; only the ablation's ``set`` and the seed
-differ. A finished run writes ``row.json`` (its metrics and a fingerprint of its effective
-config) and is never retrained; an interrupted one resumes from its last checkpoint; a run
-that fails is recorded with its error (traceback in ``error.txt``) and the study goes on.
+differ. A run records its effective config in ``config.json`` when it starts and its metrics
+in ``row.json`` when it finishes; a finished run is never retrained, and a run whose config
+has changed since is refused rather than mixed into the table. An interrupted run resumes
+from its last checkpoint; a run that fails is recorded with its error (traceback in
+``error.txt``) and the study goes on.
 Runs go seed by seed, so an early stop still leaves a complete one-seed table. The table
 files are rewritten after every run::
 
@@ -13,7 +15,6 @@ files are rewritten after every run::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -65,9 +66,25 @@ def _columns(run: ProtocolRun) -> list[tuple[Any, Any, str]]:
     ]
 
 
-def _fingerprint(configs: list[dict[str, Any]]) -> str:
-    text = json.dumps(configs, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def config_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between a row's recorded config and today's.
+
+    Keys only in ``new`` are fields added to mfclip since the row ran; they default to the
+    earlier behaviour, so they are not changes. Keys only in ``old`` were removed: changes.
+    """
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in old:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            out += [where] if key not in new else config_changes(old[key], new[key], where)
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [
+            c
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for c in config_changes(a, b, f"{prefix}[{i}]")
+        ]
+    return [] if old == new else [prefix or "(config)"]
 
 
 class Study:
@@ -92,20 +109,23 @@ class Study:
     def run_row(self, ablation: Ablation, seed: int) -> RowResult:
         """Train and test one (ablation, seed), or reuse its finished result."""
         row_dir = self.row_dir(ablation, seed)
-        state_path, stamp = row_dir / "row.json", row_dir / "fingerprint.txt"
+        state_path, stamp = row_dir / "row.json", row_dir / "config.json"
         started = time.perf_counter()
         try:
             configs = self.configs(ablation, seed)
         except Exception as exc:
             return self._failed(ablation, seed, exc, started)
-        fingerprint = _fingerprint([c.to_dict() for c in configs])
-        if stamp.is_file() and stamp.read_text().strip() != fingerprint:
-            error = (
-                f"ConfigError: {row_dir} was started with another config (the registry, the "
-                f"protocol or the overrides changed): delete that folder to rerun this row"
-            )
-            log.error("%s seed %d: %s", ablation.name, seed, error)
-            return RowResult(ablation.name, seed, "failed", error=error)
+        resolved = json.loads(json.dumps([c.to_dict() for c in configs], default=str))
+        if stamp.is_file():
+            changed = config_changes(json.loads(stamp.read_text()), resolved)
+            if changed:
+                error = (
+                    f"ConfigError: {row_dir} was run with another config ({', '.join(changed[:4])}"
+                    f"{', ...' if len(changed) > 4 else ''} changed): delete that folder to "
+                    f"rerun this row, or use another --out"
+                )
+                log.error("%s seed %d: %s", ablation.name, seed, error)
+                return RowResult(ablation.name, seed, "failed", error=error)
         if state_path.is_file():
             state = json.loads(state_path.read_text())
             if state.get("status") == "done":
@@ -114,7 +134,8 @@ class Study:
                     ablation.name, seed, "done", state["results"], seconds=state["seconds"]
                 )
         row_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(stamp, fingerprint + "\n")
+        if not stamp.is_file():
+            atomic_write_text(stamp, json.dumps(resolved, indent=1) + "\n")
         try:
             results = self._train_and_test(row_dir, configs)
         except Exception as exc:  # a failing row is reported; the others go on
@@ -171,6 +192,7 @@ class Study:
             reference=REFERENCE,
             definition=self.run.metrics,
             changes={a.name: a.describe_change() for a in self.rows},
+            descriptions={a.name: a.description for a in self.rows},
             title=f"Ablations: protocol {protocol.name}",
             notes=[protocol.description.strip()] if protocol.description.strip() else [],
         )

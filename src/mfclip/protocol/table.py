@@ -115,8 +115,10 @@ class AblationTable:
     results: list[RowResult]
     reference: str = "full"
     definition: str = "mfclip"
-    #: ``{ablation: "key=value, ..."}`` for the change column.
+    #: ``{ablation: "key=value, ..."}``: what each row changes.
     changes: dict[str, str] = field(default_factory=dict)
+    #: ``{ablation: description}`` for the row legend.
+    descriptions: dict[str, str] = field(default_factory=dict)
     title: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -202,21 +204,23 @@ class AblationTable:
                 "`--seeds 3`.",
                 "",
             ]
-        header = ["Ablation", "Change", *self.all_columns]
+        header = ["Ablation", *self.all_columns]
         for metric in self.metrics:
             arrow = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
             lines += [f"## {metric.upper()} ({arrow})", ""]
-            lines += [
-                "| " + " | ".join(header) + " |",
-                "|" + "---|" * 2 + "---:|" * len(self.all_columns),
-            ]
+            lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * len(self.all_columns)]
             for row in self.rows:
                 cells = [
                     self._format(self.cell(row, c, metric), self.compare(row, c, metric))
                     for c in self.all_columns
                 ]
-                lines.append(f"| {row} | {self.changes.get(row, '')} | " + " | ".join(cells) + " |")
+                lines.append(f"| {row} | " + " | ".join(cells) + " |")
             lines.append("")
+        lines += ["## Rows", ""]
+        for row in self.rows:
+            described = f": {self.descriptions[row]}" if self.descriptions.get(row) else ""
+            lines.append(f"- `{row}`{described} (`{self.changes.get(row, '')}`)")
+        lines.append("")
         if self.failed:
             lines += ["## Failed runs", ""]
             for r in self.failed:
@@ -300,6 +304,7 @@ class AblationTable:
             "columns": self.all_columns,
             "metrics": list(self.metrics),
             "changes": self.changes,
+            "descriptions": self.descriptions,
             "cells": self.records(),
             "runs": [
                 {
