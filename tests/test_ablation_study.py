@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
-from PIL import Image
 
 from mfclip.cli import main
 from mfclip.config import ConfigError
@@ -17,6 +16,8 @@ from mfclip.protocol import ProtocolRun, StudyOptions, run_ablations
 from mfclip.protocol.study import config_changes
 from mfclip.train import trainer as trainer_module
 
+from .protocol_data import make_tree
+
 REGISTRY = {
     "full": {"description": "reference", "groups": ["g"], "set": {}},
     "spa-off": {"description": "no SPA", "groups": ["g"], "set": {"model.spa.mode": "off"}},
@@ -24,23 +25,10 @@ REGISTRY = {
 }
 
 
-def _tree(root: Path) -> None:
-    rng = np.random.default_rng(0)
-    for folder, n, blocky in (
-        ("real", 24, False),
-        ("fake/genA", 12, True),
-        ("fake/genB", 12, True),
-    ):
-        (root / folder).mkdir(parents=True)
-        for i in range(n):
-            img = rng.integers(0, 255, (12, 12, 3) if blocky else (48, 48, 3)).astype(np.uint8)
-            Image.fromarray(img).resize((48, 48), Image.NEAREST).save(root / folder / f"{i}.png")
-
-
 @pytest.fixture()
 def study(tmp_path):
     """(protocol file, data root, registry file) of a two-test-set tiny protocol."""
-    _tree(tmp_path / "data")
+    make_tree(tmp_path / "data")
     spec = tmp_path / "p.yaml"
     spec.write_text(
         "name: tiny-ablations\n"
@@ -115,6 +103,10 @@ def test_seeds_failing_row_and_rerun_without_retraining(study, tmp_path, monkeyp
     assert fits == []  # finished rows are never retrained
     assert _cells(out) == before
     assert len(again.failed) == 2  # the failing row is retried, and fails again
+    moved = tmp_path / "elsewhere"  # finished rows copied to another machine's folder
+    shutil.copytree(out, moved)
+    run_ablations(spec, [str(data)], moved, options)
+    assert fits == [] and _cells(moved) == before
 
 
 def test_interrupted_study_resumes_to_the_uninterrupted_result(study, tmp_path, monkeypatch):
@@ -197,3 +189,19 @@ def test_config_changes_ignore_new_fields_only():
     assert config_changes(old, grown) == []  # a field added since, at its default
     changed = [{"optim": {"lr": 0.2}, "data": {"augment": {}}, "levels": [1]}]
     assert config_changes(old, changed) == ["[0].optim.lr", "[0].data.augment.flip_p", "[0].levels"]
+
+
+def test_protocol_with_two_training_sets_names_columns_by_both(study, tmp_path):
+    spec, data, registry = study
+    text = spec.read_text() + (
+        "  - train: {name: genB, fake: {generator: [genB]}}\n"
+        "    test:\n"
+        "      - {name: genB, fake: {generator: [genB]}}\n"
+    )
+    spec.write_text(text)
+    options = StudyOptions(ablations="full", registry=str(registry), bootstrap=0, progress=False)
+    table = run_ablations(spec, [str(data)], tmp_path / "out", options)
+    assert table.columns == ["genA -> genA", "genA -> genB", "genB -> genB"]
+    assert all(table.cell("full", c, "auc").n == 1 for c in table.columns)
+    row = tmp_path / "out" / "ablations" / "full" / "seed-0"
+    assert (row / "genA" / "run").is_dir() and (row / "genB" / "eval" / "genB").is_dir()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from mfclip.config import ConfigError
 from mfclip.protocol import list_protocols, load_protocol, run_protocol
+
+from .protocol_data import make_tree
 
 
 def test_bundled_protocols_parse():
@@ -29,18 +29,8 @@ def test_bundled_protocols_parse():
     assert [e.train.name for e in cross.experiments] == ["GenFace", "DiFF", "FF++"]
 
 
-def _tree(root: Path) -> None:
-    rng = np.random.default_rng(0)
-    folders = (("real", 24, False), ("fake/genA", 12, True), ("fake/genB", 12, True))
-    for folder, n, blocky in folders:
-        (root / folder).mkdir(parents=True)
-        for i in range(n):
-            img = rng.integers(0, 255, (12, 12, 3) if blocky else (48, 48, 3)).astype(np.uint8)
-            Image.fromarray(img).resize((48, 48), Image.NEAREST).save(root / folder / f"{i}.png")
-
-
 def test_small_protocol_runs_end_to_end(tmp_path):
-    _tree(tmp_path / "data")
+    make_tree(tmp_path / "data")
     spec = tmp_path / "p.yaml"
     spec.write_text(
         "name: tiny-cross-generator\n"

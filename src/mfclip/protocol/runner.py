@@ -28,15 +28,13 @@ from ..data.importers import index_dataset
 from ..data.manifest import read_manifest, write_manifest
 from ..data.records import Record
 from ..errors import ConfigError
+from ..evaluate.deepfakebench import METRIC_DEFINITIONS, SUMMARY
 from ..fileio import atomic_write_text
 from .spec import Experiment, Protocol, Selection, load_protocol, parse_roots, slug
 
 __all__ = ["ProtocolRun", "TestResult", "plain", "run_protocol"]
 
 log = logging.getLogger(__name__)
-
-#: What a protocol table reads from each evaluation, per metric definition.
-DEFINITIONS = ("mfclip", "deepfakebench")
 
 
 @dataclass
@@ -71,8 +69,10 @@ class ProtocolRun:
         progress: bool = True,
     ) -> ProtocolRun:
         """Load the protocol and index its datasets (reusing manifests already written)."""
-        if metrics not in DEFINITIONS:
-            raise ConfigError(f"metrics must be one of {', '.join(DEFINITIONS)}, got {metrics!r}")
+        if metrics not in METRIC_DEFINITIONS:
+            raise ConfigError(
+                f"metrics must be one of {', '.join(METRIC_DEFINITIONS)}, got {metrics!r}"
+            )
         protocol = (
             name_or_path if isinstance(name_or_path, Protocol) else load_protocol(name_or_path)
         )
@@ -208,7 +208,7 @@ def run_protocol(
         run.train(exp, config, row_dir)
         table[exp.train.name] = {t.test: t.metrics for t in run.test(exp, config, row_dir)}
     lines = [f"# Protocol {protocol.name}", "", protocol.description.strip(), ""]
-    lines += [f"Metric definitions: {metrics}.", ""]
+    lines += [f"Metric definitions: {metrics} ({SUMMARY[metrics]}).", ""]
     names = ("auc", "ap", "eer", "acc") if metrics == "deepfakebench" else None
     for metric in names or ("auc", "ap", "eer", "acc@thr"):
         values = {

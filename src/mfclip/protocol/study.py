@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -116,6 +117,8 @@ class Study:
         except Exception as exc:
             return self._failed(ablation, seed, exc, started)
         resolved = json.loads(json.dumps([c.to_dict() for c in configs], default=str))
+        for config in resolved:  # where the out folder lies is not part of the experiment
+            config["data"]["manifest"] = os.path.relpath(config["data"]["manifest"], self.run.out)
         if stamp.is_file():
             changed = config_changes(json.loads(stamp.read_text()), resolved)
             if changed:
@@ -208,11 +211,29 @@ class Study:
 
     def run_all(self) -> AblationTable:
         order = [(a, s) for s in self.options.seeds for a in self.rows]
+        started, timed = time.perf_counter(), []
         for i, (ablation, seed) in enumerate(order, 1):
-            log.info("ablation %d/%d: %s, seed %d", i, len(order), ablation.name, seed)
-            self.results[(ablation.name, seed)] = self.run_row(ablation, seed)
+            eta = ""
+            if timed:
+                left = sum(timed) / len(timed) * (len(order) - i + 1)
+                eta = f" (about {left / 60:.0f} min left)"
+            log.info("ablation %d/%d: %s, seed %d%s", i, len(order), ablation.name, seed, eta)
+            before = time.perf_counter()
+            result = self.run_row(ablation, seed)
+            if result.status == "done" and result.seconds > 0 and time.perf_counter() - before > 1:
+                timed.append(time.perf_counter() - before)  # trained now, not reused
+            self.results[(ablation.name, seed)] = result
             self.write()
-        return self.write()
+        table = self.write()
+        done = sum(r.status == "done" for r in table.results)
+        log.info(
+            "%d of %d runs done in %.1f min; table: %s",
+            done,
+            len(order),
+            (time.perf_counter() - started) / 60,
+            self.run.out / "ablations.md",
+        )
+        return table
 
 
 def run_ablations(

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from ..evaluate.deepfakebench import SUMMARY
+
 __all__ = ["AVERAGE", "AblationTable", "Cell", "Comparison", "RowResult"]
 
 AVERAGE = "Avg."
@@ -182,10 +184,11 @@ class AblationTable:
 
     def to_markdown(self) -> str:
         seeds = self.seeds
+        words = f" ({SUMMARY[self.definition]})" if self.definition in SUMMARY else ""
         lines = [f"# {self.title or 'Ablations'}", ""]
         lines += [*self.notes, ""] if self.notes else []
         lines += [
-            f"Metric definitions: {self.definition}. Seeds: {', '.join(map(str, seeds))} "
+            f"Metric definitions: {self.definition}{words}. Seeds: {', '.join(map(str, seeds))} "
             f"({len(seeds)} per row). Reference row: `{self.reference}`; values x100, "
             f"(+/-) is the difference from the reference.",
             "",
