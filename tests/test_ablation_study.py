@@ -103,10 +103,13 @@ def test_seeds_failing_row_and_rerun_without_retraining(study, tmp_path, monkeyp
     assert fits == []  # finished rows are never retrained
     assert _cells(out) == before
     assert len(again.failed) == 2  # the failing row is retried, and fails again
-    moved = tmp_path / "elsewhere"  # finished rows copied to another machine's folder
+    moved = tmp_path / "elsewhere"  # finished rows and the data copied to another machine
     shutil.copytree(out, moved)
-    run_ablations(spec, [str(data)], moved, options)
+    shutil.copytree(data, tmp_path / "data2")
+    run_ablations(spec, [str(tmp_path / "data2")], moved, options)
     assert fits == [] and _cells(moved) == before
+    first = read_manifest(moved / "sets" / "genA" / "train.csv")[0].path
+    assert first.startswith(str(tmp_path / "data2"))  # indexed again under the new root
 
 
 def test_interrupted_study_resumes_to_the_uninterrupted_result(study, tmp_path, monkeypatch):
@@ -140,6 +143,44 @@ def test_interrupted_study_resumes_to_the_uninterrupted_result(study, tmp_path, 
     for a, b in zip(_cells(tmp_path / "plain"), _cells(out), strict=True):
         assert a["ablation"] == b["ablation"] and a["column"] == b["column"]
         assert a["values"] == pytest.approx(b["values"], abs=1e-6)
+
+
+def test_changed_evaluation_retests_without_training(study, tmp_path, monkeypatch):
+    spec, data, registry = study
+    out = tmp_path / "out"
+    options = StudyOptions(ablations="full", registry=str(registry), bootstrap=0, progress=False)
+    run_ablations(spec, [str(data)], out, options)
+    fits = _count_fits(monkeypatch)
+    options.metrics = "deepfakebench"
+    table = run_ablations(spec, [str(data)], out, options)
+    assert fits == [] and not table.failed
+    assert table.metrics == ("auc", "eer", "acc") and table.cell("full", "genB", "acc").n == 1
+    assert (out / "ablations/full/seed-0/eval/genB/deepfakebench.json").is_file()
+    assert "Metric definitions: deepfakebench (" in (out / "ablations.md").read_text()
+
+
+def test_a_run_failing_mid_training_is_reported_and_retried(study, tmp_path, monkeypatch):
+    spec, data, registry = study
+    out = tmp_path / "out"
+    options = StudyOptions(ablations="g", registry=str(registry), bootstrap=0, progress=False)
+    original = trainer_module.Trainer._end_epoch
+
+    def crash(self, parts, state):
+        if "spa-off" in str(self.run_dir):
+            raise RuntimeError("simulated crash after an epoch")
+        return original(self, parts, state)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_end_epoch", crash)
+    table = run_ablations(spec, [str(data)], out, options)
+    assert [(r.ablation, r.error) for r in table.failed] == [
+        ("spa-off", "RuntimeError: simulated crash after an epoch")
+    ]
+    assert table.cell("full", "genA", "auc").n == 1  # the other row went on
+    assert "simulated crash" in (out / "ablations/spa-off/seed-0/error.txt").read_text()
+    monkeypatch.setattr(trainer_module.Trainer, "_end_epoch", original)
+    fits = _count_fits(monkeypatch)
+    table = run_ablations(spec, [str(data)], out, options)
+    assert not table.failed and fits == [out / "ablations/spa-off/seed-0/run"]
 
 
 def test_changed_config_is_refused_not_mixed(study, tmp_path):
@@ -177,8 +218,47 @@ def test_cli_lists_ablations_and_checks_arguments(capsys, study, tmp_path):
     assert "need --ablations" in capsys.readouterr().err
     assert main([*args, "--ablations", "nope"]) == 1
     assert "unknown ablation or group 'nope'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main([*args, "--ablations", "full", "--seeds", "0"])
+    for bad in ("0", "3,", "1,1"):
+        with pytest.raises(SystemExit):
+            main([*args, "--ablations", "full", "--seeds", bad])
+
+
+def test_metric_choices_agree_with_the_library():
+    from mfclip.cli import build_parser
+    from mfclip.evaluate.deepfakebench import METRIC_DEFINITIONS
+
+    parser = build_parser()
+    for argv in (
+        ["evaluate", "--model", "m", "--data", "d"],
+        ["protocol", "run", "p", "--root", "r"],
+    ):
+        action = next(
+            a for a in _subparser(parser, argv)._actions if "--metrics" in a.option_strings
+        )
+        assert tuple(action.choices) == METRIC_DEFINITIONS
+
+
+def _subparser(parser, argv):
+    """The argparse parser that handles ``argv``'s (sub)command."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and argv and argv[0] in action.choices:
+            return _subparser(action.choices[argv[0]], argv[1:])
+    return parser
+
+
+def test_registry_needs_a_reference_and_distinct_folders(tmp_path):
+    from mfclip.protocol import load_ablations, resolve_ablations
+
+    no_ref = tmp_path / "a.yaml"
+    no_ref.write_text("spa-off: {set: {model.spa.mode: 'off'}}\n")
+    with pytest.raises(ConfigError, match="no 'full' row"):
+        resolve_ablations("all", load_ablations(no_ref))
+    clash = tmp_path / "b.yaml"
+    clash.write_text("full: {set: {}}\n'a b': {set: {}}\n'a-b': {set: {}}\n")
+    with pytest.raises(ConfigError, match="would share folder 'a-b'"):
+        load_ablations(clash)
 
 
 def test_config_changes_ignore_new_fields_only():

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from scipy import stats
 
 from mfclip.config import ConfigError
 from mfclip.protocol import load_ablations, load_protocol, resolve_ablations
-from mfclip.protocol.table import AVERAGE, AblationTable, RowResult, welch
+from mfclip.protocol.table import AVERAGE, AblationTable, RowResult, holm, paired_p
 from mfclip.train.config import load_train_config
 
 
@@ -59,12 +60,49 @@ def test_cells_over_seeds_match_numpy_and_scipy():
     avg = table.cell("full", AVERAGE, "auc")  # per-seed average of the columns, then mean
     assert avg.values == pytest.approx([0.80, 0.815, 0.80])
     comparison = table.compare("big", "A", "auc")
-    expected = stats.ttest_ind([0.70, 0.72, 0.71], [0.90, 0.91, 0.89], equal_var=False).pvalue
+    expected = stats.ttest_rel([0.70, 0.72, 0.71], [0.90, 0.91, 0.89]).pvalue
     assert comparison.delta == pytest.approx(0.71 - 0.90)
     assert comparison.p_value == pytest.approx(expected, rel=1e-9)
-    assert comparison.exceeds_spread is True
+    assert comparison.seeds == [0, 1, 2] and comparison.exceeds_spread is True
     assert table.compare("small", "A", "auc").exceeds_spread is False  # within seed spread
     assert table.compare("full", "A", "auc") is None
+
+
+def test_holm_correction_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(0)
+    for p_values in ([0.01, 0.04, 0.03, 0.005], rng.uniform(0, 0.2, 17).tolist(), [0.2]):
+        expected = multipletests(p_values, method="holm")[1]
+        assert holm(p_values) == pytest.approx(expected, abs=1e-12)
+    table = _table(SEEDED)
+    family = {
+        (r, c): stats.ttest_rel(
+            table.cell(r, c, "eer").values, table.cell("full", c, "eer").values
+        ).pvalue
+        for r in ("small", "big")
+        for c in ("A", "B")
+    }
+    adjusted = dict(
+        zip(family, multipletests(list(family.values()), method="holm")[1], strict=True)
+    )
+    for (r, c), p in adjusted.items():
+        assert table.compare(r, c, "eer").p_holm == pytest.approx(p, rel=1e-9)
+    assert table.compare("big", AVERAGE, "eer").p_holm is None  # Avg. is made of the others
+
+
+def test_comparison_pairs_the_seeds_both_rows_finished():
+    results = [
+        *SEEDED[:3],
+        RowResult("small", 0, "failed", error="boom"),
+        _run("small", 1, 0.80, 0.70),
+        _run("small", 2, 0.79, 0.70),
+    ]
+    comparison = _table(results, rows=("full", "small")).compare("small", "A", "auc")
+    assert comparison.seeds == [1, 2]
+    expected = stats.ttest_rel([0.80, 0.79], [0.91, 0.89]).pvalue
+    assert comparison.p_value == pytest.approx(expected, rel=1e-9)
+    assert comparison.delta == pytest.approx(0.795 - 0.90)  # means over all finished seeds
 
 
 def test_markdown_marks_only_differences_beyond_the_spread():
@@ -73,10 +111,10 @@ def test_markdown_marks_only_differences_beyond_the_spread():
     lines = {
         line.split("|")[1].strip(): line for line in auc_part.splitlines() if line.startswith("| ")
     }
-    assert "71.0 ± 1.0 (-19.0) *" in lines["big"]
+    assert re.search(r"71\.0 ± 1\.0 \[\d+\.\d, \d+\.\d\] \(-19\.0\) \*", lines["big"])
     assert "*" not in lines["small"] and "*" not in lines["full"]
     assert "## AUC (higher is better)" in text and "## EER (lower is better)" in text
-    assert "Seeds: 0, 1, 2 (3 per row)" in text and "Welch" in text
+    assert "Seeds: 0, 1, 2 (3 per row)" in text and "paired" in text and "Holm" in text
 
 
 def test_one_seed_shows_bootstrap_interval_and_marks_nothing():
@@ -120,14 +158,26 @@ def test_csv_and_json_forms_agree_and_are_strict():
     assert len(payload["cells"]) == len(rows)
 
 
-def test_welch_edge_cases():
-    assert welch([0.5], [0.5, 0.6]) is None
-    assert welch([0.5, 0.5], [0.5, 0.5]) == 1.0
-    assert welch([0.5, 0.5], [0.6, 0.6]) == 0.0
+def test_paired_p_edge_cases():
+    assert paired_p([0.5], [0.6]) is None
+    assert paired_p([0.5, 0.6], [0.5, 0.6]) == 1.0
+    assert paired_p([0.5, 0.6], [0.4, 0.5]) == 0.0  # a constant shift: no spread at all
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_p([0.5, 0.6], [0.5])
 
 
-def test_figure_is_written(tmp_path):
-    path = _table(SEEDED).plot(tmp_path / "ablations.png")
+def test_figure_draws_each_cells_interval(tmp_path, monkeypatch):
+    import mfclip.evaluate.plots as plots
+
+    drawn = {}
+    monkeypatch.setattr(plots, "plot_intervals", lambda panels, path, **kw: drawn.update(panels))
+    table = _table(SEEDED)
+    table.plot(tmp_path / "a.png")
+    name, _, low, high, marked = drawn["B"][2]
+    ci = table.cell("big", "B", "auc").ci
+    assert name == "big" and marked and (low, high) == pytest.approx((100 * ci[0], 100 * ci[1]))
+    monkeypatch.undo()
+    path = table.plot(tmp_path / "ablations.png")
     assert path.is_file() and path.stat().st_size > 1000
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from mfclip.config import ConfigError
 from mfclip.protocol import list_protocols, load_protocol, run_protocol
+from mfclip.train.trainer import Trainer
 
 from .protocol_data import make_tree
 
@@ -29,7 +30,7 @@ def test_bundled_protocols_parse():
     assert [e.train.name for e in cross.experiments] == ["GenFace", "DiFF", "FF++"]
 
 
-def test_small_protocol_runs_end_to_end(tmp_path):
+def test_small_protocol_runs_end_to_end(tmp_path, monkeypatch):
     make_tree(tmp_path / "data")
     spec = tmp_path / "p.yaml"
     spec.write_text(
@@ -55,6 +56,14 @@ def test_small_protocol_runs_end_to_end(tmp_path):
     assert json.loads((out / "report.json").read_text())["protocol"] == "tiny-cross-generator"
     train_rows = (out / "sets" / "genA" / "train.csv").read_text()
     assert "genB" not in train_rows and ",test," not in train_rows
+    assert "Metric definitions: mfclip (EER interpolated" in report
+
+    # A folder of an earlier release (no trained.json marker) is reused, not trained again.
+    (out / "genA" / "trained.json").unlink()
+    calls = []
+    monkeypatch.setattr(Trainer, "fit", lambda self: calls.append(self.run_dir))
+    again = run_protocol(spec, [str(tmp_path / "data")], out, bootstrap=0, progress=False)
+    assert calls == [] and again["results"] == result["results"]
 
 
 def test_protocol_root_errors(tmp_path):

@@ -54,7 +54,10 @@ def _seeds(text: str) -> list[int]:
     """``3`` -> seeds 0, 1, 2; ``0,5,7`` -> those seeds."""
     try:
         if "," in text:
-            return [int(s) for s in text.split(",") if s.strip()]
+            seeds = [int(s) for s in text.split(",")]
+            if len(set(seeds)) != len(seeds):
+                raise argparse.ArgumentTypeError(f"--seeds lists a seed twice: {text!r}")
+            return seeds
         count = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from .spec import slug
 
 __all__ = ["Ablation", "load_ablations", "resolve_ablations"]
 
@@ -68,6 +69,10 @@ def _parse(data: Any, source: str) -> dict[str, Ablation]:
         groups = row.get("groups") or []
         if not isinstance(groups, list):
             raise ConfigError(f"{where}.groups: expected a list")
+        folder = slug(str(name))
+        clash = next((other for other in rows if slug(other) == folder), None)
+        if clash is not None:
+            raise ConfigError(f"{where}: rows {clash!r} and {name!r} would share folder {folder!r}")
         rows[str(name)] = Ablation(
             str(name),
             str(row.get("description", "")),
@@ -97,8 +102,8 @@ def load_ablations(path: str | Path | None = None) -> dict[str, Ablation]:
 def resolve_ablations(spec: str, registry: dict[str, Ablation]) -> list[Ablation]:
     """``all`` | group and row names, comma-separated -> rows, reference first, in file order.
 
-    The reference row (``full``) is always included when the registry has it, since every
-    other row is compared with it.
+    The reference row (``full``) is always included, since every other row is compared with
+    it; a registry without one is an error.
     """
     groups = {g for row in registry.values() for g in row.groups}
     wanted: set[str] = set()
@@ -118,7 +123,11 @@ def resolve_ablations(spec: str, registry: dict[str, Ablation]) -> list[Ablation
             )
     if not wanted:
         raise ConfigError("--ablations is empty; give 'all', group names or row names")
-    if REFERENCE in registry:
-        wanted.add(REFERENCE)
+    if REFERENCE not in registry:
+        raise ConfigError(
+            f"the ablations file has no '{REFERENCE}' row: add `{REFERENCE}: {{set: {{}}}}`, "
+            f"the reference every other row is compared with"
+        )
+    wanted.add(REFERENCE)
     rows = [row for name, row in registry.items() if name in wanted]
     return sorted(rows, key=lambda row: row.name != REFERENCE)  # the reference first

@@ -17,8 +17,10 @@ Output folder::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,7 @@ class ProtocolRun:
     protocol: Protocol
     out: Path
     manifests: dict[str, list[Record]]
+    roots: dict[str, Path] = dataclasses.field(default_factory=dict)
     bootstrap: int = 1000
     metrics: str = "mfclip"
     progress: bool = True
@@ -77,8 +80,9 @@ class ProtocolRun:
             name_or_path if isinstance(name_or_path, Protocol) else load_protocol(name_or_path)
         )
         out = Path(out_dir)
-        manifests = _index(protocol, parse_roots(protocol, roots), out)
-        return cls(protocol, out, manifests, bootstrap, metrics, progress)
+        parsed = parse_roots(protocol, roots)
+        manifests = _index(protocol, parsed, out)
+        return cls(protocol, out, manifests, parsed, bootstrap, metrics, progress)
 
     # ------------------------------------------------------------------ sets
     def training_rows(self, exp: Experiment) -> list[Record]:
@@ -103,6 +107,30 @@ class ProtocolRun:
         path = self.out / "sets" / slug(exp.train.name) / "tests" / f"{slug(test.name)}.csv"
         return _write_rows(rows, path, f"test set {test.name}")
 
+    def test_manifests(self) -> None:
+        """Write (and so check) every test set before anything trains."""
+        for exp in self.protocol.experiments:
+            for test in exp.tests:
+                self.test_manifest(exp, test)
+
+    def digest(self, records: list[Record], dataset: str) -> str:
+        """A short hash of which images a set holds (paths relative to the dataset root)."""
+        root = self.roots.get(dataset)
+        rows = sorted(
+            (os.path.relpath(r.path, root) if root else r.path, r.label, r.split) for r in records
+        )
+        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+
+    def fingerprint(self, exp: Experiment) -> dict[str, Any]:
+        """What an experiment's results depend on besides its training config: its sets."""
+        return {
+            "train": self.digest(self.training_rows(exp), exp.train.dataset),
+            "tests": {
+                t.name: self.digest(t.select(self.manifests[t.dataset], ("test",)), t.dataset)
+                for t in exp.tests
+            },
+        }
+
     # ------------------------------------------------------------------ one configuration
     def train_config(self, exp: Experiment, overrides: dict[str, Any] | None = None) -> Any:
         """The validated training config of ``exp`` with ``overrides`` (a nested mapping)."""
@@ -115,22 +143,33 @@ class ProtocolRun:
     def train(self, exp: Experiment, config: Any, row_dir: Path) -> Path:
         """Train ``config`` into ``row_dir/run`` unless done; resume an interrupted run.
 
-        ``row_dir/trained.json`` marks a finished training (calibration included). A stop
-        request (Ctrl-C, SIGTERM) leaves a resumable checkpoint and raises
-        ``KeyboardInterrupt``, so that a study stops instead of moving on.
+        ``row_dir/trained.json`` says ``running`` from the start and ``done`` once training
+        and calibration finished. A stop request (Ctrl-C, SIGTERM) leaves a resumable
+        checkpoint and raises ``KeyboardInterrupt``, so that a study stops instead of moving
+        on. Folders written before the marker existed count as done when they hold a best
+        checkpoint and did not stop mid-epoch (the rule of earlier releases).
         """
         from ..model.persistence import read_pointer
         from ..train.trainer import Trainer
 
         run_dir, marker = row_dir / "run", row_dir / "trained.json"
-        if marker.is_file():
+        last = read_pointer(run_dir, "last")
+        status = json.loads(marker.read_text()).get("status") if marker.is_file() else None
+        legacy = status is None and read_pointer(run_dir, "best") and "batch" not in (last or {})
+        if status == "done" or legacy:
             log.info("%s: already trained, reusing %s", exp.train.name, run_dir)
             return run_dir
-        resume = read_pointer(run_dir, "last") is not None
-        result = Trainer(config, run_dir, resume=resume, progress=self.progress).fit()
+        atomic_write_text(marker, json.dumps({"status": "running"}) + "\n")
+        result = Trainer(config, run_dir, resume=last is not None, progress=self.progress).fit()
         if result.interrupted:
-            raise KeyboardInterrupt(f"training stopped; run again to resume {run_dir}")
-        info = {"epochs_completed": result.epochs_completed, "best_metric": result.best_metric}
+            raise KeyboardInterrupt(
+                f"training stopped; run the same command again to resume {run_dir}"
+            )
+        info = {
+            "status": "done",
+            "epochs_completed": result.epochs_completed,
+            "best_metric": result.best_metric,
+        }
         atomic_write_text(marker, json.dumps(plain(info)) + "\n")
         return run_dir
 
@@ -161,18 +200,25 @@ class ProtocolRun:
 
 
 def _index(protocol: Protocol, roots: dict[str, Path], out: Path) -> dict[str, list[Record]]:
+    """Index each dataset once; again when its root or its indexing options changed."""
     manifests: dict[str, list[Record]] = {}
     for name, spec in protocol.datasets.items():
         path = out / "manifests" / f"{name}.csv"
-        if path.is_file():
+        source = out / "manifests" / f"{name}.json"
+        wanted = {"root": str(roots[name]), "options": plain(spec)}
+        recorded = json.loads(source.read_text()) if source.is_file() else None
+        if path.is_file() and recorded in (wanted, None):
             manifests[name] = read_manifest(path)
             continue
+        if path.is_file():
+            log.info("%s: root or indexing options changed, indexing again", name)
         options = dict(spec)
         layout = options.pop("layout", "folders")
         result = index_dataset(roots[name], layout, **options)
         for warning in result.warnings:
             log.warning("%s: %s", name, warning)
         write_manifest(result.records, path, relative=False)
+        atomic_write_text(source, json.dumps(wanted, indent=2) + "\n")
         manifests[name] = read_manifest(path)
     return manifests
 
@@ -201,6 +247,7 @@ def run_protocol(
         name_or_path, roots, out_dir, bootstrap=bootstrap, metrics=metrics, progress=progress
     )
     protocol, out = run.protocol, run.out
+    run.test_manifests()  # a bad test set fails now, not after the first training
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for exp in protocol.experiments:
         row_dir = out / slug(exp.train.name)

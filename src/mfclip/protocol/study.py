@@ -67,23 +67,37 @@ def _columns(run: ProtocolRun) -> list[tuple[Any, Any, str]]:
     ]
 
 
-def config_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
+#: Training keys that do not change what a run learns: left out of the recorded config, so
+#: resuming on another machine (more workers, another device) reuses finished runs.
+NOT_RECORDED = ("data.num_workers", "data.eval_batch_size", "device", "log_every", "tensorboard")
+
+
+def config_changes(old: Any, new: Any, base: Any = None, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between a row's recorded config and today's.
 
-    Keys only in ``new`` are fields added to mfclip since the row ran; they default to the
-    earlier behaviour, so they are not changes. Keys only in ``old`` were removed: changes.
+    Keys only in ``new`` are fields added to mfclip since the row ran: they are changes only
+    when the row sets them to something else than ``base`` (the protocol's own config, where
+    new fields sit at their defaults). Keys only in ``old`` were removed: changes.
     """
     if isinstance(old, dict) and isinstance(new, dict):
+        base = base if isinstance(base, dict) else {}
         out = []
         for key in old:
             where = f"{prefix}.{key}" if prefix else str(key)
-            out += [where] if key not in new else config_changes(old[key], new[key], where)
+            if key not in new:
+                out.append(where)
+            else:
+                out += config_changes(old[key], new[key], base.get(key), where)
+        for key in new.keys() - old.keys():
+            if key in base and new[key] != base[key]:
+                out.append(f"{prefix}.{key}" if prefix else str(key))
         return out
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        bases = base if isinstance(base, list) and len(base) == len(old) else [None] * len(old)
         return [
             c
-            for i, (a, b) in enumerate(zip(old, new, strict=True))
-            for c in config_changes(a, b, f"{prefix}[{i}]")
+            for i, (a, b, c0) in enumerate(zip(old, new, bases, strict=True))
+            for c in config_changes(a, b, c0, f"{prefix}[{i}]")
         ]
     return [] if old == new else [prefix or "(config)"]
 
@@ -101,44 +115,78 @@ class Study:
     def row_dir(self, ablation: Ablation, seed: int) -> Path:
         return self.dir / slug(ablation.name) / f"seed-{seed}"
 
-    def configs(self, ablation: Ablation, seed: int) -> list[Any]:
-        """The effective training config of each experiment for this row."""
-        common = apply_overrides({}, self.options.overrides)
-        changes = deep_merge(deep_merge(common, ablation.overrides()), {"seed": seed})
+    def configs(self, ablation: Ablation | None, seed: int) -> list[Any]:
+        """The effective training config of each experiment for this row.
+
+        ``None``: the protocol's own config with this seed (no ablation, no overrides).
+        """
+        changes: dict[str, Any] = {"seed": seed}
+        if ablation is not None:
+            common = apply_overrides({}, self.options.overrides)
+            changes = deep_merge(deep_merge(common, ablation.overrides()), changes)
         return [self.run.train_config(exp, changes) for exp in self.run.protocol.experiments]
 
+    def record(self, configs: list[Any]) -> dict[str, Any]:
+        """What a row's training depends on: its configs and its training sets' contents."""
+        resolved = json.loads(json.dumps([c.to_dict() for c in configs], default=str))
+        for config in resolved:
+            # Where the out folder lies, and how fast it runs, is not part of the experiment.
+            config["data"]["manifest"] = os.path.relpath(config["data"]["manifest"], self.run.out)
+            for dotted in NOT_RECORDED:
+                *parents, leaf = dotted.split(".")
+                node = config
+                for part in parents:
+                    node = node.get(part, {})
+                node.pop(leaf, None)
+        sets = [self.run.fingerprint(exp)["train"] for exp in self.run.protocol.experiments]
+        return {"configs": resolved, "training_sets": sets}
+
+    def evaluation(self) -> dict[str, Any]:
+        """What a row's numbers depend on besides training: definitions, intervals, test sets."""
+        return {
+            "metrics": self.run.metrics,
+            "bootstrap": self.run.bootstrap,
+            "tests": [self.run.fingerprint(exp)["tests"] for exp in self.run.protocol.experiments],
+        }
+
     def run_row(self, ablation: Ablation, seed: int) -> RowResult:
-        """Train and test one (ablation, seed), or reuse its finished result."""
+        """Train and test one (ablation, seed), or reuse its finished result.
+
+        A finished row whose evaluation settings or test sets changed is tested again on its
+        trained model; one whose training changed is refused.
+        """
         row_dir = self.row_dir(ablation, seed)
         state_path, stamp = row_dir / "row.json", row_dir / "config.json"
         started = time.perf_counter()
         try:
             configs = self.configs(ablation, seed)
+            record = self.record(configs)
+            base = self.record(self.configs(None, seed))
         except Exception as exc:
             return self._failed(ablation, seed, exc, started)
-        resolved = json.loads(json.dumps([c.to_dict() for c in configs], default=str))
-        for config in resolved:  # where the out folder lies is not part of the experiment
-            config["data"]["manifest"] = os.path.relpath(config["data"]["manifest"], self.run.out)
         if stamp.is_file():
-            changed = config_changes(json.loads(stamp.read_text()), resolved)
+            changed = config_changes(json.loads(stamp.read_text()), record, base)
             if changed:
                 error = (
-                    f"ConfigError: {row_dir} was run with another config ({', '.join(changed[:4])}"
-                    f"{', ...' if len(changed) > 4 else ''} changed): delete that folder to "
-                    f"rerun this row, or use another --out"
+                    f"ConfigError: {row_dir} was trained with another config or data "
+                    f"({', '.join(changed[:4])}{', ...' if len(changed) > 4 else ''} changed): "
+                    f"delete that folder to rerun this row, or use another --out"
                 )
                 log.error("%s seed %d: %s", ablation.name, seed, error)
                 return RowResult(ablation.name, seed, "failed", error=error)
+        evaluation = self.evaluation()
         if state_path.is_file():
             state = json.loads(state_path.read_text())
-            if state.get("status") == "done":
+            if state.get("status") == "done" and state.get("evaluation") == evaluation:
                 log.info("%s seed %d: done before, reusing %s", ablation.name, seed, row_dir)
                 return RowResult(
                     ablation.name, seed, "done", state["results"], seconds=state["seconds"]
                 )
+            if state.get("status") == "done":
+                log.info("%s seed %d: evaluation changed, testing again", ablation.name, seed)
         row_dir.mkdir(parents=True, exist_ok=True)
         if not stamp.is_file():
-            atomic_write_text(stamp, json.dumps(resolved, indent=1) + "\n")
+            atomic_write_text(stamp, json.dumps(record, indent=1) + "\n")
         try:
             results = self._train_and_test(row_dir, configs)
         except Exception as exc:  # a failing row is reported; the others go on
@@ -150,6 +198,7 @@ class Study:
             "seed": seed,
             "change": ablation.describe_change(),
             "seconds": seconds,
+            "evaluation": evaluation,
             "results": plain(results),
         }
         atomic_write_text(state_path, json.dumps(state, indent=2) + "\n")
@@ -210,6 +259,7 @@ class Study:
         return table
 
     def run_all(self) -> AblationTable:
+        self.run.test_manifests()  # a bad test set fails now, not after the first training
         order = [(a, s) for s in self.options.seeds for a in self.rows]
         started, timed = time.perf_counter(), []
         for i, (ablation, seed) in enumerate(order, 1):

@@ -1,12 +1,14 @@
 """The ablation table: rows = ablations, columns = test sets, cells over seeds, vs the reference.
 
 Each cell holds one value per seed. With one seed a cell shows the value and its bootstrap 95 %
-interval over test images; with several, the mean and standard deviation over seeds, and its
-95 % interval is the t-interval of that mean. A row's difference from the reference row
-(``full``) is tested with Welch's t-test over seeds and marked when ``p < 0.05``, i.e. when it
-exceeds what re-running the same configuration with another seed gives; with one seed nothing
-is marked, because one run cannot tell a change from seed noise. The "Avg." column averages
-the test sets within each seed first, as papers do.
+interval over test images; with several, the mean and standard deviation over seeds and the
+95 % t-interval of that mean. A row's difference from the reference row (``full``) is tested
+over the seeds both rows finished, paired by seed (a seed fixes the initialisation and data
+order of both): a paired t-test on the per-seed differences, marked ``*`` when ``p < 0.05``,
+i.e. when the difference exceeds what the seed-to-seed spread of the differences explains,
+and ``**`` when it still holds after Holm's correction over every cell of the metric's
+table. With one seed nothing is marked: one run cannot tell a change from seed noise. The
+"Avg." column averages the test sets within each seed first, as papers do.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from scipy import stats
 
 from ..evaluate.deepfakebench import SUMMARY
 
-__all__ = ["AVERAGE", "AblationTable", "Cell", "Comparison", "RowResult"]
+__all__ = ["AVERAGE", "AblationTable", "Cell", "Comparison", "RowResult", "holm", "paired_p"]
 
 AVERAGE = "Avg."
 LOWER_IS_BETTER = {"eer"}
@@ -51,6 +53,11 @@ class Cell:
     values: list[float]
     #: Bootstrap interval of each seed's value (``None`` where none was computed).
     cis: list[tuple[float, float] | None]
+    #: The seed of each value.
+    seeds: list[int] = field(default_factory=list)
+
+    def by_seed(self) -> dict[int, float]:
+        return dict(zip(self.seeds, self.values, strict=True))
 
     @property
     def n(self) -> int:
@@ -62,7 +69,8 @@ class Cell:
 
     @property
     def sd(self) -> float:
-        return float(np.std(self.values, ddof=1)) if self.n > 1 else 0.0
+        """Standard deviation over seeds (``nan`` below two seeds)."""
+        return float(np.std(self.values, ddof=1)) if self.n > 1 else math.nan
 
     @property
     def ci(self) -> tuple[float, float] | None:
@@ -72,33 +80,51 @@ class Cell:
         if self.n == 0:
             return None
         half = stats.t.ppf(1 - ALPHA / 2, self.n - 1) * self.sd / math.sqrt(self.n)
-        return (self.mean - half, self.mean + half)
+        # Every metric of the table is a rate: the interval stays inside [0, 1].
+        return (max(0.0, self.mean - half), min(1.0, self.mean + half))
 
 
 @dataclass
 class Comparison:
-    """A row's cell against the reference row's cell."""
+    """A row's cell against the reference row's cell, over the seeds both finished."""
 
     delta: float
-    #: Welch's t-test over seeds; ``None`` with fewer than two seeds on either side.
+    #: Paired t-test over the shared seeds; ``None`` with fewer than two.
     p_value: float | None
+    #: The seeds the test paired.
+    seeds: list[int] = field(default_factory=list)
+    #: ``p_value`` after Holm's correction over the table's cells (set by the table).
+    p_holm: float | None = None
 
     @property
     def exceeds_spread(self) -> bool | None:
         return None if self.p_value is None else self.p_value < ALPHA
 
 
-def welch(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Two-sided p-value of Welch's t-test; ``None`` below two values a side.
+def paired_p(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p-value of the paired t-test of ``a - b``; ``None`` below two pairs.
 
-    Identical values within both groups give no spread to compare with: the p-value is 0 when
-    the means differ and 1 when they do not.
+    Differences that are all equal leave no spread to compare with: the p-value is 0 when
+    they are not zero and 1 when they are.
     """
-    if len(a) < 2 or len(b) < 2:
+    if len(a) != len(b):
+        raise ValueError(f"paired values need equal lengths, got {len(a)} and {len(b)}")
+    if len(a) < 2:
         return None
-    if np.std(a) == 0 and np.std(b) == 0:
-        return 1.0 if np.mean(a) == np.mean(b) else 0.0
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if np.all(diff == diff[0]):
+        return 1.0 if diff[0] == 0 else 0.0
+    return float(stats.ttest_rel(a, b).pvalue)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error over ``p_values``)."""
+    order = np.argsort(p_values, kind="stable")
+    m, running, out = len(p_values), 0.0, [0.0] * len(p_values)
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * float(p_values[i])))
+        out[int(i)] = running
+    return out
 
 
 def _ci(value: Any) -> tuple[float, float] | None:
@@ -123,6 +149,9 @@ class AblationTable:
     descriptions: dict[str, str] = field(default_factory=dict)
     title: str = ""
     notes: list[str] = field(default_factory=list)
+    _holm_cache: dict[str, dict[tuple[str, str], float]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     @property
     def seeds(self) -> list[int]:
@@ -139,6 +168,7 @@ class AblationTable:
     def cell(self, row: str, column: str, metric: str) -> Cell:
         values: list[float] = []
         cis: list[tuple[float, float] | None] = []
+        seeds: list[int] = []
         for r in sorted(self.results, key=lambda r: r.seed):
             if r.ablation != row or r.status != "done":
                 continue
@@ -148,37 +178,66 @@ class AblationTable:
                     continue
                 values.append(float(np.mean(parts)))
                 cis.append(None)
+                seeds.append(r.seed)
                 continue
             value = r.results.get(column, {}).get(metric)
             if value is None or not math.isfinite(value):
                 continue
             values.append(float(value))
             cis.append(_ci(r.results[column].get(f"{metric}_ci")))
-        return Cell(values, cis)
+            seeds.append(r.seed)
+        return Cell(values, cis, seeds)
 
     def compare(self, row: str, column: str, metric: str) -> Comparison | None:
-        """``row`` against the reference row, or ``None`` for the reference or an empty cell."""
+        """``row`` against the reference row, or ``None`` for the reference or an empty cell.
+
+        The difference is of the means over all finished seeds; the test pairs the seeds both
+        rows finished. ``p_holm`` is corrected over the metric's cells (test columns, not
+        ``Avg.``, which is made of them).
+        """
+        comparison = self._compare(row, column, metric)
+        if comparison is not None and comparison.p_value is not None and column != AVERAGE:
+            comparison.p_holm = self._holm(metric)[(row, column)]
+        return comparison
+
+    def _holm(self, metric: str) -> dict[tuple[str, str], float]:
+        if metric not in self._holm_cache:
+            tested = {
+                (r, c): comparison.p_value
+                for r in self.rows
+                for c in self.columns
+                if (comparison := self._compare(r, c, metric)) is not None
+                and comparison.p_value is not None
+            }
+            adjusted = holm(list(tested.values()))
+            self._holm_cache[metric] = dict(zip(tested, adjusted, strict=True))
+        return self._holm_cache[metric]
+
+    def _compare(self, row: str, column: str, metric: str) -> Comparison | None:
         if row == self.reference or self.reference not in self.rows:
             return None
         mine, ref = self.cell(row, column, metric), self.cell(self.reference, column, metric)
         if not mine.n or not ref.n:
             return None
-        return Comparison(mine.mean - ref.mean, welch(mine.values, ref.values))
+        a, b = mine.by_seed(), ref.by_seed()
+        shared = sorted(a.keys() & b.keys())
+        p_value = paired_p([a[s] for s in shared], [b[s] for s in shared])
+        return Comparison(mine.mean - ref.mean, p_value, shared)
 
     # ------------------------------------------------------------------ forms
     def _format(self, cell: Cell, comparison: Comparison | None) -> str:
         if not cell.n:
             return "failed"
-        if cell.n == 1:
-            ci = cell.ci
-            text = f"{100 * cell.mean:.1f}"
-            if ci is not None:
-                text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
-        else:
-            text = f"{100 * cell.mean:.1f} ± {100 * cell.sd:.1f}"
+        text = f"{100 * cell.mean:.1f}"
+        if cell.n > 1:
+            text += f" ± {100 * cell.sd:.1f}"
+        if cell.ci is not None:
+            text += f" [{100 * cell.ci[0]:.1f}, {100 * cell.ci[1]:.1f}]"
         if comparison is not None:
             text += f" ({100 * comparison.delta:+.1f})"
-            if comparison.exceeds_spread:
+            if comparison.p_holm is not None and comparison.p_holm < ALPHA:
+                text += " **"
+            elif comparison.exceeds_spread:
                 text += " *"
         return text
 
@@ -195,9 +254,11 @@ class AblationTable:
         ]
         if len(seeds) > 1:
             lines += [
-                "Cells: mean ± standard deviation over seeds. `*`: the difference from the "
-                "reference exceeds the seed-to-seed spread (Welch's t-test over seeds, "
-                "p < 0.05). 95 % intervals of the means are in ablations.csv / ablations.json.",
+                "Cells: mean ± standard deviation over seeds [95 % t-interval of the mean]. "
+                "`*`: the difference from the reference exceeds the seed-to-seed spread (paired "
+                "t-test over the seeds both rows finished, p < 0.05); `**`: also after Holm's "
+                "correction over all cells of the table. With many cells a few `*` are expected "
+                "by chance (1 in 20 where nothing differs); `**` allows for that.",
                 "",
             ]
         else:
@@ -233,10 +294,11 @@ class AblationTable:
         return "\n".join(lines)
 
     def plot(self, path: Any, metric: str = "auc") -> Any:
-        """One panel per test column: each row's value and interval, the reference as a line.
+        """One panel per test column: each row's value and 95 % interval, the reference as a line.
 
-        Intervals are the bootstrap interval (one seed) or mean ± sd (seeds); filled dots
-        differ from the reference by more than the seed spread.
+        The interval is the cell's: bootstrap over test images for one seed, the t-interval of
+        the mean over seeds otherwise. Filled dots differ from the reference beyond the seed
+        spread.
         """
         from ..evaluate.plots import plot_intervals
 
@@ -245,18 +307,15 @@ class AblationTable:
             rows = []
             for row in self.rows:
                 cell, comparison = self.cell(row, column, metric), self.compare(row, column, metric)
-                low, high = (cell.mean - cell.sd, cell.mean + cell.sd)
-                if cell.n == 1 and cell.ci is not None:
-                    low, high = cell.ci
+                low, high = cell.ci if cell.ci is not None else (cell.mean, cell.mean)
                 marked = row == self.reference or bool(comparison and comparison.exceeds_spread)
                 rows.append((row, 100 * cell.mean, 100 * low, 100 * high, marked))
             panels[column] = rows
             reference[column] = 100 * self.cell(self.reference, column, metric).mean
-        what = "bootstrap 95% CI" if len(self.seeds) == 1 else "mean ± sd over seeds"
         return plot_intervals(
             panels,
             path,
-            xlabel=f"{metric.upper()} x100 ({what})",
+            xlabel=f"{metric.upper()} x100 (95% interval)",
             reference=reference,
             title=self.title,
         )
@@ -277,13 +336,16 @@ class AblationTable:
                             "metric": metric,
                             "n_seeds": cell.n,
                             "mean": cell.mean if cell.n else None,
-                            "sd": cell.sd if cell.n else None,
+                            "sd": cell.sd if cell.n > 1 else None,
                             "ci_low": ci[0] if ci else None,
                             "ci_high": ci[1] if ci else None,
                             "delta": comparison.delta if comparison else None,
                             "p_value": comparison.p_value if comparison else None,
+                            "p_holm": comparison.p_holm if comparison else None,
+                            "paired_seeds": comparison.seeds if comparison else [],
                             "exceeds_spread": comparison.exceeds_spread if comparison else None,
                             "values": cell.values,
+                            "seeds": cell.seeds,
                         }
                     )
         return out
@@ -294,7 +356,9 @@ class AblationTable:
         writer = csv.DictWriter(buffer, fieldnames=list(records[0]) if records else ["ablation"])
         writer.writeheader()
         for record in records:
-            writer.writerow({**record, "values": " ".join(f"{v:.6f}" for v in record["values"])})
+            flat = {k: " ".join(map(str, v)) for k, v in record.items() if isinstance(v, list)}
+            flat["values"] = " ".join(f"{v:.6f}" for v in record["values"])
+            writer.writerow({**record, **flat})
         return buffer.getvalue()
 
     def to_json(self) -> str:

@@ -134,6 +134,10 @@ class TrainConfig:
         for name, value in vars(aug).items():
             if name.endswith("_p") and not 0.0 <= value <= 1.0:
                 raise ConfigError(f"data.augment.{name} must lie in [0, 1], got {value}")
+        if aug.patch_shuffle_grid < 2:
+            raise ConfigError(
+                f"data.augment.patch_shuffle_grid must be >= 2, got {aug.patch_shuffle_grid}"
+            )
         low, high = aug.rescale_range
         if not 0 < low <= high:
             raise ConfigError(
