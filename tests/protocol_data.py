@@ -1,4 +1,4 @@
-"""A tiny folders-layout dataset for protocol tests: 24 reals and two 12-image generators."""
+"""A tiny folders-layout dataset and protocol for protocol tests: 24 reals, two generators."""
 
 from __future__ import annotations
 
@@ -20,3 +20,22 @@ def make_tree(root: Path) -> None:
         for i in range(n):
             img = rng.integers(0, 255, (12, 12, 3) if blocky else (48, 48, 3)).astype(np.uint8)
             Image.fromarray(img).resize((48, 48), Image.NEAREST).save(root / folder / f"{i}.png")
+
+
+def write_protocol(path: Path, name: str) -> Path:
+    """Train on genA (1 epoch, tiny backbone); test on genA and on genB, never seen in training."""
+    path.write_text(
+        f"name: {name}\n"
+        "datasets: {d: {layout: folders, ratios: [0.5, 0.25, 0.25]}}\n"
+        "training:\n"
+        "  model: {preset: mfclip-tiny}\n"
+        "  data: {batch_size: 8, num_workers: 0}\n"
+        "  epochs: 1\n"
+        "  tensorboard: false\n"
+        "experiments:\n"
+        "  - train: {name: genA, fake: {generator: [genA]}}\n"
+        "    test:\n"
+        "      - {name: genA, fake: {generator: [genA]}}\n"
+        "      - {name: genB, fake: {generator: [genB]}, splits: {fake: [train, val, test]}}\n"
+    )
+    return path

@@ -16,7 +16,7 @@ from mfclip.protocol import ProtocolRun, StudyOptions, run_ablations
 from mfclip.protocol.study import config_changes
 from mfclip.train import trainer as trainer_module
 
-from .protocol_data import make_tree
+from .protocol_data import make_tree, write_protocol
 
 REGISTRY = {
     "full": {"description": "reference", "groups": ["g"], "set": {}},
@@ -29,21 +29,7 @@ REGISTRY = {
 def study(tmp_path):
     """(protocol file, data root, registry file) of a two-test-set tiny protocol."""
     make_tree(tmp_path / "data")
-    spec = tmp_path / "p.yaml"
-    spec.write_text(
-        "name: tiny-ablations\n"
-        "datasets: {d: {layout: folders, ratios: [0.5, 0.25, 0.25]}}\n"
-        "training:\n"
-        "  model: {preset: mfclip-tiny}\n"
-        "  data: {batch_size: 8, num_workers: 0}\n"
-        "  epochs: 1\n"
-        "  tensorboard: false\n"
-        "experiments:\n"
-        "  - train: {name: genA, fake: {generator: [genA]}}\n"
-        "    test:\n"
-        "      - {name: genA, fake: {generator: [genA]}}\n"
-        "      - {name: genB, fake: {generator: [genB]}, splits: {fake: [train, val, test]}}\n"
-    )
+    spec = write_protocol(tmp_path / "p.yaml", "tiny-ablations")
     registry = tmp_path / "ablations.yaml"
     registry.write_text(yaml.safe_dump(REGISTRY, sort_keys=False))
     return spec, tmp_path / "data", registry

@@ -11,7 +11,7 @@ from mfclip.config import ConfigError
 from mfclip.protocol import list_protocols, load_protocol, run_protocol
 from mfclip.train.trainer import Trainer
 
-from .protocol_data import make_tree
+from .protocol_data import make_tree, write_protocol
 
 
 def test_bundled_protocols_parse():
@@ -32,21 +32,7 @@ def test_bundled_protocols_parse():
 
 def test_small_protocol_runs_end_to_end(tmp_path, monkeypatch):
     make_tree(tmp_path / "data")
-    spec = tmp_path / "p.yaml"
-    spec.write_text(
-        "name: tiny-cross-generator\n"
-        "datasets: {d: {layout: folders, ratios: [0.5, 0.25, 0.25]}}\n"
-        "training:\n"
-        "  model: {preset: mfclip-tiny}\n"
-        "  data: {batch_size: 8, num_workers: 0}\n"
-        "  epochs: 1\n"
-        "  tensorboard: false\n"
-        "experiments:\n"
-        "  - train: {name: genA, fake: {generator: [genA]}}\n"
-        "    test:\n"
-        "      - {name: genA, fake: {generator: [genA]}}\n"
-        "      - {name: genB, fake: {generator: [genB]}}\n"
-    )
+    spec = write_protocol(tmp_path / "p.yaml", "tiny-cross-generator")
     out = tmp_path / "out"
     result = run_protocol(spec, [str(tmp_path / "data")], out, bootstrap=0, progress=False)
     assert set(result["results"]["genA"]) == {"genA", "genB"}
