@@ -42,7 +42,8 @@ def _ablations(args: argparse.Namespace) -> int:
             groups.setdefault(group, []).append(row.name)
     print(f"{'ablation':20s} {'groups':36s} change / description")
     for row in registry.values():
-        print(f"{row.name:20s} {','.join(row.groups):36s} {row.description}")
+        paper = f" (paper: {row.paper})" if row.paper else ""
+        print(f"{row.name:20s} {','.join(row.groups):36s} {row.description}{paper}")
         print(f"{'':57s} {row.describe_change()}")
     print()
     for group, names in sorted(groups.items()):
