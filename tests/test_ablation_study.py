@@ -169,6 +169,34 @@ def test_a_run_failing_mid_training_is_reported_and_retried(study, tmp_path, mon
     assert not table.failed and fits == [out / "ablations/spa-off/seed-0/run"]
 
 
+def test_unfinished_run_with_a_changed_config_starts_again(study, tmp_path, monkeypatch):
+    spec, data, registry = study
+    out = tmp_path / "out"
+    options = StudyOptions(ablations="g", registry=str(registry), bootstrap=0, progress=False)
+    original = trainer_module.Trainer._end_epoch
+
+    def crash(self, parts, state):
+        if "spa-off" in str(self.run_dir):
+            raise RuntimeError("diverged")
+        return original(self, parts, state)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_end_epoch", crash)
+    run_ablations(spec, [str(data)], out, options)
+    monkeypatch.setattr(trainer_module.Trainer, "_end_epoch", original)
+    fixed = {
+        **REGISTRY,
+        "spa-off": {**REGISTRY["spa-off"], "set": {"model.spa.mode": "off", "optim.lr": 0.0005}},
+    }
+    registry.write_text(yaml.safe_dump(fixed, sort_keys=False))
+    fits = _count_fits(monkeypatch)
+    table = run_ablations(spec, [str(data)], out, options)
+    assert not table.failed and fits == [out / "ablations/spa-off/seed-0/run"]  # full reused
+    stale = list((out / "ablations" / "spa-off").glob("seed-0.stale-*"))
+    assert len(stale) == 1 and (stale[0] / "error.txt").is_file()
+    config = yaml.safe_load((out / "ablations/spa-off/seed-0/run/config.yaml").open())
+    assert config["optim"]["lr"] == 0.0005
+
+
 def test_changed_config_is_refused_not_mixed(study, tmp_path):
     spec, data, registry = study
     out = tmp_path / "out"

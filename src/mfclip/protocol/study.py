@@ -153,7 +153,8 @@ class Study:
         """Train and test one (ablation, seed), or reuse its finished result.
 
         A finished row whose evaluation settings or test sets changed is tested again on its
-        trained model; one whose training changed is refused.
+        trained model; one whose training changed is refused. An unfinished one (failed or
+        interrupted) whose training changed is moved aside and started again.
         """
         row_dir = self.row_dir(ablation, seed)
         state_path, stamp = row_dir / "row.json", row_dir / "config.json"
@@ -164,19 +165,32 @@ class Study:
             base = self.record(self.configs(None, seed))
         except Exception as exc:
             return self._failed(ablation, seed, exc, started)
-        if stamp.is_file():
-            changed = config_changes(json.loads(stamp.read_text()), record, base)
-            if changed:
-                error = (
-                    f"ConfigError: {row_dir} was trained with another config or data "
-                    f"({', '.join(changed[:4])}{', ...' if len(changed) > 4 else ''} changed): "
-                    f"delete that folder to rerun this row, or use another --out"
-                )
-                log.error("%s seed %d: %s", ablation.name, seed, error)
-                return RowResult(ablation.name, seed, "failed", error=error)
+        state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+        changed = (
+            config_changes(json.loads(stamp.read_text()), record, base) if stamp.is_file() else []
+        )
+        if changed and state.get("status") == "done":
+            error = (
+                f"ConfigError: {row_dir} was trained with another config or data "
+                f"({', '.join(changed[:4])}{', ...' if len(changed) > 4 else ''} changed): "
+                f"delete that folder to rerun this row, or use another --out"
+            )
+            log.error("%s seed %d: %s", ablation.name, seed, error)
+            return RowResult(ablation.name, seed, "failed", error=error)
+        if changed:  # an unfinished run of the old config: set it aside, never resume it
+            aside = row_dir.with_name(f"{row_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+            row_dir.rename(aside)
+            log.warning(
+                "%s seed %d: config changed (%s) since this run stopped; moved it to %s and "
+                "starting again",
+                ablation.name,
+                seed,
+                ", ".join(changed[:4]),
+                aside,
+            )
+            state = {}
         evaluation = self.evaluation()
-        if state_path.is_file():
-            state = json.loads(state_path.read_text())
+        if state:
             if state.get("status") == "done" and state.get("evaluation") == evaluation:
                 log.info("%s seed %d: done before, reusing %s", ablation.name, seed, row_dir)
                 return RowResult(
