@@ -344,9 +344,12 @@ def run_demo(
     for name, path in paths.items():
         print(f"  {name:13s} {path}")
     print(
-        "\nNext, with real data and real weights (docs/data.md, docs/training.md):\n"
+        "\nNext, with real data and real weights (docs/data.md, docs/training.md, "
+        "docs/ablations.md):\n"
         "  mfclip data index /data/GenFace --layout genface --out genface.csv\n"
         "  mfclip protocol run genface-cross-generator --root /data/GenFace\n"
+        "  mfclip protocol run genface-cross-generator --root /data/GenFace --ablations quick "
+        "--seeds 3\n"
         f"  mfclip detect my_images/ --model {run_dir} --explain explanations/"
     )
     cached = _cached_clip()
