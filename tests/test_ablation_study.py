@@ -47,6 +47,19 @@ def _count_fits(monkeypatch) -> list[Path]:
     return calls
 
 
+def _crash_after_an_epoch(monkeypatch, row: str, message: str):
+    """Make the runs of ``row`` raise ``RuntimeError(message)`` after their first epoch."""
+    original = trainer_module.Trainer._end_epoch
+
+    def crash(self, parts, state):
+        if row in str(self.run_dir):
+            raise RuntimeError(message)
+        return original(self, parts, state)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_end_epoch", crash)
+    return lambda: monkeypatch.setattr(trainer_module.Trainer, "_end_epoch", original)
+
+
 def _cells(out: Path) -> list[dict]:
     return json.loads((out / "ablations.json").read_text())["cells"]
 
@@ -149,21 +162,14 @@ def test_a_run_failing_mid_training_is_reported_and_retried(study, tmp_path, mon
     spec, data, registry = study
     out = tmp_path / "out"
     options = StudyOptions(ablations="g", registry=str(registry), bootstrap=0, progress=False)
-    original = trainer_module.Trainer._end_epoch
-
-    def crash(self, parts, state):
-        if "spa-off" in str(self.run_dir):
-            raise RuntimeError("simulated crash after an epoch")
-        return original(self, parts, state)
-
-    monkeypatch.setattr(trainer_module.Trainer, "_end_epoch", crash)
+    restore = _crash_after_an_epoch(monkeypatch, "spa-off", "simulated crash after an epoch")
     table = run_ablations(spec, [str(data)], out, options)
     assert [(r.ablation, r.error) for r in table.failed] == [
         ("spa-off", "RuntimeError: simulated crash after an epoch")
     ]
     assert table.cell("full", "genA", "auc").n == 1  # the other row went on
     assert "simulated crash" in (out / "ablations/spa-off/seed-0/error.txt").read_text()
-    monkeypatch.setattr(trainer_module.Trainer, "_end_epoch", original)
+    restore()
     fits = _count_fits(monkeypatch)
     table = run_ablations(spec, [str(data)], out, options)
     assert not table.failed and fits == [out / "ablations/spa-off/seed-0/run"]
@@ -173,16 +179,9 @@ def test_unfinished_run_with_a_changed_config_starts_again(study, tmp_path, monk
     spec, data, registry = study
     out = tmp_path / "out"
     options = StudyOptions(ablations="g", registry=str(registry), bootstrap=0, progress=False)
-    original = trainer_module.Trainer._end_epoch
-
-    def crash(self, parts, state):
-        if "spa-off" in str(self.run_dir):
-            raise RuntimeError("diverged")
-        return original(self, parts, state)
-
-    monkeypatch.setattr(trainer_module.Trainer, "_end_epoch", crash)
+    restore = _crash_after_an_epoch(monkeypatch, "spa-off", "diverged")
     run_ablations(spec, [str(data)], out, options)
-    monkeypatch.setattr(trainer_module.Trainer, "_end_epoch", original)
+    restore()
     fixed = {
         **REGISTRY,
         "spa-off": {**REGISTRY["spa-off"], "set": {"model.spa.mode": "off", "optim.lr": 0.0005}},

@@ -7,13 +7,17 @@ folder written here gets ``0666 & ~umask`` (``0777`` for folders), as ``open()``
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_text", "current_umask", "publish"]
+import numpy as np
+
+__all__ = ["atomic_write", "atomic_write_text", "current_umask", "json_safe", "publish"]
 
 
 _UMASK_LOCK = threading.Lock()
@@ -75,3 +79,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write`)."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def json_safe(value: Any) -> Any:
+    """A copy that strict JSON can hold: numpy scalars and arrays and tuples become Python
+    values and lists, keys become strings, and NaN or infinity becomes ``None``.
+
+    Every report mfclip writes goes through it, so no file says ``NaN`` (which is not JSON).
+    """
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_safe(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

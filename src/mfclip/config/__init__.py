@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from .coerce import deep_merge, from_dict, to_dict
-from .io import apply_overrides, read_model_section, reference_markdown
+from .io import apply_overrides, read_model_section, reference_markdown, set_dotted
 from .schema import (
     BASELINE_SWITCHES,
     BackboneConfig,
@@ -50,5 +50,6 @@ __all__ = [
     "from_dict",
     "read_model_section",
     "reference_markdown",
+    "set_dotted",
     "to_dict",
 ]

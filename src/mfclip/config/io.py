@@ -19,7 +19,7 @@ import yaml
 from ..errors import ConfigError
 from .schema import MFCLIPConfig
 
-__all__ = ["apply_overrides", "read_model_section", "reference_markdown"]
+__all__ = ["apply_overrides", "read_model_section", "reference_markdown", "set_dotted"]
 
 
 def read_model_section(path: str | Path) -> dict[str, Any]:
@@ -53,6 +53,20 @@ def _parse_scalar(text: str) -> Any:
         return text
 
 
+def set_dotted(data: dict[str, Any], key: str, value: Any, where: str = "") -> None:
+    """Set ``data[a][b][c] = value`` for ``key = "a.b.c"``, creating sections as needed."""
+    where = where or f"key '{key}'"
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"{where} has an empty key")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{where}: '{part}' is not a section")
+    node[parts[-1]] = value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` strings to a nested mapping (command-line style)."""
     out = copy.deepcopy(data)
@@ -60,15 +74,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value")
         key, raw = item.split("=", 1)
-        parts = [p for p in key.strip().split(".") if p]
-        if not parts:
-            raise ConfigError(f"override '{item}' has an empty key")
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override '{item}': '{part}' is not a section")
-        node[parts[-1]] = _parse_scalar(raw.strip())
+        set_dotted(out, key, _parse_scalar(raw.strip()), where=f"override '{item}'")
     return out
 
 

@@ -17,11 +17,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mfclip.evaluate.grouping import to_columns
 from mfclip.evaluate.sections import operating_markdown, sections_markdown
-from mfclip.fileio import atomic_write_text
+from mfclip.fileio import atomic_write_text, json_safe
 
 __all__ = ["format_metric", "protocol_table", "write_report"]
 
@@ -35,19 +33,6 @@ _TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Video AUC", "video_auc"),
 )
 _SCORE_COLUMNS = ("path", "group", "label", "score")
-
-
-def _plain(value: Any) -> Any:
-    """Convert numpy scalars/arrays and tuples to JSON types; NaN/inf become ``None``."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _is_summary(results: Mapping[str, Any]) -> bool:
@@ -134,7 +119,7 @@ def _scores_csv(records: Mapping[str, Sequence[Any]] | Iterable[Mapping[str, Any
     cols = to_columns(records)
     order = [c for c in _SCORE_COLUMNS if c in cols] + [c for c in cols if c not in _SCORE_COLUMNS]
     n = len(next(iter(cols.values()))) if cols else 0
-    rows = (["" if cols[c][i] is None else _plain(cols[c][i]) for c in order] for i in range(n))
+    rows = (["" if cols[c][i] is None else json_safe(cols[c][i]) for c in order] for i in range(n))
     return _csv_text(order, rows)
 
 
@@ -166,7 +151,7 @@ def write_report(
         "markdown": out / "report.md",
     }
     extra = {k: v for k, v in (sections or {}).items() if v is not None}
-    payload = {"name": name, "subsets": _plain(subsets), **_plain(extra)}
+    payload = {"name": name, "subsets": json_safe(subsets), **json_safe(extra)}
     markdown = _markdown(name, subsets)
     if any("tpr@fpr=0.01" in res for res in subsets.values()):
         markdown += "\n" + operating_markdown(subsets)

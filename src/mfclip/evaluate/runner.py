@@ -32,7 +32,7 @@ from ..data.perturbations import parse_perturbations
 from ..data.transforms import build_eval_transform
 from ..distributed import DistEnv
 from ..errors import ManifestError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, json_safe
 from ..loading import load_model
 from ..model.mfclip import MFCLIP
 from ..operating import OperatingPoint
@@ -44,6 +44,7 @@ from .report import write_report
 from .robustness import robustness_sweep
 from .score_records import score_dataset
 from .sections import definitions_markdown, robustness_markdown
+from .summary import subset_masks
 
 __all__ = ["EvalOptions", "evaluate", "score_dataset"]
 
@@ -96,17 +97,16 @@ def _video_groups(records: list[dict[str, Any]]) -> str | None:
 
 
 def _fake_subsets(records: list[dict[str, Any]], by: str) -> dict[str, Any]:
-    """``{name: (labels, scores)}`` overall and per value of ``by`` (its fakes + all reals)."""
+    """``{name: (labels, scores)}`` overall and per value of ``by`` (its fakes + all reals).
+
+    With one value of ``by`` the overall set is that value's, so it is drawn once, by name.
+    """
     labels = np.array([r["label"] for r in records])
     scores = np.array([r["score"] for r in records])
-    curves: dict[str, Any] = {"all": (labels, scores)}
-    values = sorted({r[by] for r in records if r["label"] == 1})
-    if len(values) == 1:
-        return {values[0]: curves.pop("all")}
-    for value in values:
-        mask = np.array([r["label"] == 0 or r[by] == value for r in records])
-        curves[value] = (labels[mask], scores[mask])
-    return curves
+    masks = subset_masks(labels, [r[by] for r in records], by)
+    if len(masks) == 2:
+        masks.pop("all")
+    return {name: (labels[mask], scores[mask]) for name, mask in masks.items()}
 
 
 def _deepfakebench(
@@ -120,7 +120,6 @@ def _deepfakebench(
     labels = np.array([r["label"] for r in records])
     raw = np.array([r["raw_score"] for r in records])
     paths = [r["path"] for r in records]
-    generators = np.array([str(r["generator"]) for r in records])
     groups = [r[group_key] for r in records] if group_key else None
 
     def _subset(mask: np.ndarray) -> dict[str, Any]:
@@ -134,10 +133,8 @@ def _deepfakebench(
             groups=[groups[i] for i in idx] if groups is not None else None,
         )
 
-    out = {"all": _subset(np.ones(len(records), dtype=bool))}
-    for value in sorted(set(generators[labels == 1])):
-        out[value] = _subset((labels == 0) | (generators == value))
-    return out
+    masks = subset_masks(labels, [r["generator"] for r in records], "generator")
+    return {name: _subset(mask) for name, mask in masks.items()}
 
 
 def _sections(model: MFCLIP, records: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
@@ -243,7 +240,7 @@ def evaluate(
     dfb = None
     if opts.metrics == "deepfakebench":
         dfb = _deepfakebench(records, kw["group_key"], opts.bootstrap, opts.seed)
-        text = json.dumps(_finite(dfb), indent=2, allow_nan=False) + "\n"
+        text = json.dumps(json_safe(dfb), indent=2, allow_nan=False) + "\n"
         atomic_write_text(out / "deepfakebench.json", text)
     report = paths["markdown"]
     markdown = report.read_text(encoding="utf-8")
@@ -269,17 +266,6 @@ def evaluate(
     if rows is not None:
         result["robustness"] = rows
         atomic_write_text(out / "robustness.md", robustness_markdown(rows))
-        text = json.dumps(_finite(rows), indent=2, allow_nan=False) + "\n"
+        text = json.dumps(json_safe(rows), indent=2, allow_nan=False) + "\n"
         atomic_write_text(out / "robustness.json", text)
     return result
-
-
-def _finite(obj: Any) -> Any:
-    """NaN -> None so the JSON is strict."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj

@@ -22,7 +22,7 @@ from .ranking import average_precision, eer, roc_auc
 from .thresholds import accuracy, balanced_accuracy
 from .validation import check_binary
 
-__all__ = ["TARGET_FPRS", "TARGET_TPRS", "breakdown", "summarize"]
+__all__ = ["TARGET_FPRS", "TARGET_TPRS", "breakdown", "subset_masks", "summarize"]
 
 #: False positive rates at which ``tpr@fpr=X`` is reported, and true positive rates for
 #: ``fpr@tpr=X``.
@@ -111,12 +111,6 @@ def breakdown(
     y, s = check_binary(cols["label"], cols["score"])
     values = cols[by]
     groups = cols[group_key] if group_key else None
-    fake_values = {values[i] for i in np.flatnonzero(y == 1)}
-    if None in fake_values:
-        raise ValueError(f"some fake records have no {by!r} value")
-    if overall is not None and overall in fake_values:
-        raise ValueError(f"a {by!r} value is named {overall!r}; pass another overall= name")
-    is_real = y == 0
     kw: dict[str, Any] = {"threshold": threshold, "bootstrap": bootstrap, "seed": seed}
 
     def _subset(mask: NDArray[np.bool_]) -> dict[str, Any]:
@@ -124,10 +118,28 @@ def breakdown(
         g = [groups[i] for i in idx] if groups is not None else None
         return summarize(y[idx], s[idx], groups=g, **kw)
 
-    out: dict[str, dict[str, Any]] = {}
+    return {name: _subset(mask) for name, mask in subset_masks(y, values, by, overall).items()}
+
+
+def subset_masks(
+    labels: NDArray[np.int64], values: Sequence[Any], by: str, overall: str | None = "all"
+) -> dict[str, NDArray[np.bool_]]:
+    """The per-generator protocol's subsets as masks: ``v`` = the fakes whose ``by`` is ``v``
+    plus ALL reals, sorted by name, after ``overall`` (every record) when it is given.
+
+    The one definition of the subsets, shared by :func:`breakdown` and every report that
+    cuts a set the same way.
+    """
+    fake_values = {values[i] for i in np.flatnonzero(labels == 1)}
+    if None in fake_values:
+        raise ValueError(f"some fake records have no {by!r} value")
+    if overall is not None and overall in fake_values:
+        raise ValueError(f"a {by!r} value is named {overall!r}; pass another overall= name")
+    is_real = labels == 0
+    out: dict[str, NDArray[np.bool_]] = {}
     if overall is not None:
-        out[overall] = _subset(np.ones_like(is_real))
+        out[overall] = np.ones_like(is_real)
     for v in sorted(fake_values, key=str):
         matches = np.fromiter((x == v for x in values), dtype=bool, count=len(values))
-        out[str(v)] = _subset(is_real | ((y == 1) & matches))
+        out[str(v)] = is_real | ((labels == 1) & matches)
     return out

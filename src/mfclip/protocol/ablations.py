@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ..config import set_dotted
 from ..errors import ConfigError
 from .spec import slug
 
@@ -40,11 +41,7 @@ class Ablation:
         """``set`` as a nested mapping, ready to merge into a training config."""
         out: dict[str, Any] = {}
         for key, value in self.set.items():
-            *parents, leaf = key.split(".")
-            node = out
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = value
+            set_dotted(out, key, value, where=f"ablation {self.name!r}, key '{key}'")
         return out
 
     def describe_change(self) -> str:

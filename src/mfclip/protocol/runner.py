@@ -31,10 +31,10 @@ from ..data.manifest import read_manifest, write_manifest
 from ..data.records import Record
 from ..errors import ConfigError
 from ..evaluate.deepfakebench import METRIC_DEFINITIONS, SUMMARY
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, json_safe
 from .spec import Experiment, Protocol, Selection, load_protocol, parse_roots, slug
 
-__all__ = ["ProtocolRun", "TestResult", "plain", "run_protocol"]
+__all__ = ["ProtocolRun", "TestResult", "run_protocol"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,11 @@ class ProtocolRun:
     bootstrap: int = 1000
     metrics: str = "mfclip"
     progress: bool = True
+    #: Set files written by this run, and experiments' fingerprints: both fixed once indexed.
+    _written: set[Path] = dataclasses.field(default_factory=set, init=False, repr=False)
+    _fingerprints: dict[str, dict[str, Any]] = dataclasses.field(
+        default_factory=dict, init=False, repr=False
+    )
 
     @classmethod
     def prepare(
@@ -88,14 +93,23 @@ class ProtocolRun:
     def training_rows(self, exp: Experiment) -> list[Record]:
         return exp.train.select(self.manifests[exp.train.dataset], ("train", "val"))
 
+    def test_rows(self, test: Selection) -> list[Record]:
+        return test.select(self.manifests[test.dataset], ("test",))
+
     def training_manifest(self, exp: Experiment) -> Path:
-        """``sets/<train>/train.csv``: the train and val rows of ``exp``."""
+        """``sets/<train>/train.csv``: the train and val rows of ``exp`` (written once a run)."""
         path = self.out / "sets" / slug(exp.train.name) / "train.csv"
-        return _write_rows(self.training_rows(exp), path, f"training set {exp.train.name}")
+        if path not in self._written:
+            _write_rows(self.training_rows(exp), path, f"training set {exp.train.name}")
+            self._written.add(path)
+        return path
 
     def test_manifest(self, exp: Experiment, test: Selection) -> Path:
         """``sets/<train>/tests/<test>.csv``, every row marked ``test``; refuses overlaps."""
-        rows = test.select(self.manifests[test.dataset], ("test",))
+        path = self.out / "sets" / slug(exp.train.name) / "tests" / f"{slug(test.name)}.csv"
+        if path in self._written:
+            return path
+        rows = self.test_rows(test)
         seen = {r.path for r in self.training_rows(exp)}
         shared = [r.path for r in rows if r.path in seen]
         if shared:
@@ -104,8 +118,9 @@ class ProtocolRun:
                 f"{exp.train.name!r} (e.g. {shared[0]}): fix its 'splits' in the protocol"
             )
         rows = [dataclasses.replace(r, split="test") for r in rows]
-        path = self.out / "sets" / slug(exp.train.name) / "tests" / f"{slug(test.name)}.csv"
-        return _write_rows(rows, path, f"test set {test.name}")
+        _write_rows(rows, path, f"test set {test.name}")
+        self._written.add(path)
+        return path
 
     def test_manifests(self) -> None:
         """Write (and so check) every test set before anything trains."""
@@ -122,14 +137,17 @@ class ProtocolRun:
         return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
 
     def fingerprint(self, exp: Experiment) -> dict[str, Any]:
-        """What an experiment's results depend on besides its training config: its sets."""
-        return {
-            "train": self.digest(self.training_rows(exp), exp.train.dataset),
-            "tests": {
-                t.name: self.digest(t.select(self.manifests[t.dataset], ("test",)), t.dataset)
-                for t in exp.tests
-            },
-        }
+        """What an experiment's results depend on besides its training config: its sets.
+
+        The datasets are indexed once a run, so this is computed once per experiment.
+        """
+        key = exp.train.name
+        if key not in self._fingerprints:
+            self._fingerprints[key] = {
+                "train": self.digest(self.training_rows(exp), exp.train.dataset),
+                "tests": {t.name: self.digest(self.test_rows(t), t.dataset) for t in exp.tests},
+            }
+        return self._fingerprints[key]
 
     # ------------------------------------------------------------------ one configuration
     def train_config(self, exp: Experiment, overrides: dict[str, Any] | None = None) -> Any:
@@ -170,7 +188,7 @@ class ProtocolRun:
             "epochs_completed": result.epochs_completed,
             "best_metric": result.best_metric,
         }
-        atomic_write_text(marker, json.dumps(plain(info)) + "\n")
+        atomic_write_text(marker, json.dumps(json_safe(info)) + "\n")
         return run_dir
 
     def test(self, exp: Experiment, config: Any, row_dir: Path) -> list[TestResult]:
@@ -195,7 +213,7 @@ class ProtocolRun:
             )
             table = result["deepfakebench"] if self.metrics == "deepfakebench" else None
             summary = (table or result["by_generator"])["all"]
-            results.append(TestResult(test.name, plain(summary), str(report)))
+            results.append(TestResult(test.name, json_safe(summary), str(report)))
         return results
 
 
@@ -205,7 +223,7 @@ def _index(protocol: Protocol, roots: dict[str, Path], out: Path) -> dict[str, l
     for name, spec in protocol.datasets.items():
         path = out / "manifests" / f"{name}.csv"
         source = out / "manifests" / f"{name}.json"
-        wanted = {"root": str(roots[name]), "options": plain(spec)}
+        wanted = {"root": str(roots[name]), "options": json_safe(spec)}
         recorded = json.loads(source.read_text()) if source.is_file() else None
         if path.is_file() and recorded in (wanted, None):
             manifests[name] = read_manifest(path)
@@ -265,18 +283,5 @@ def run_protocol(
         lines += [f"## {metric.upper()} (x100)", "", protocol_table(values, metric=metric), ""]
     atomic_write_text(out / "report.md", "\n".join(lines))
     payload = {"protocol": protocol.name, "metric_definitions": metrics, "results": table}
-    atomic_write_text(out / "report.json", json.dumps(plain(payload), indent=2) + "\n")
+    atomic_write_text(out / "report.json", json.dumps(json_safe(payload), indent=2) + "\n")
     return payload
-
-
-def plain(obj: Any) -> Any:
-    """JSON-safe copy: NaN -> None, numpy scalars -> Python, tuples -> lists."""
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, float) and obj != obj:
-        return None
-    if hasattr(obj, "item"):
-        return obj.item()
-    return obj

@@ -26,9 +26,9 @@ from typing import Any
 
 from ..config import apply_overrides, deep_merge
 from ..errors import ConfigError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, json_safe
 from .ablations import REFERENCE, Ablation, load_ablations, resolve_ablations
-from .runner import ProtocolRun, plain
+from .runner import ProtocolRun
 from .spec import slug
 from .table import AblationTable, RowResult
 
@@ -213,7 +213,7 @@ class Study:
             "change": ablation.describe_change(),
             "seconds": seconds,
             "evaluation": evaluation,
-            "results": plain(results),
+            "results": json_safe(results),
         }
         atomic_write_text(state_path, json.dumps(state, indent=2) + "\n")
         return RowResult(ablation.name, seed, "done", state["results"], seconds=seconds)

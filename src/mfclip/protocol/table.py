@@ -25,6 +25,7 @@ import numpy as np
 from scipy import stats
 
 from ..evaluate.deepfakebench import SUMMARY
+from ..fileio import json_safe
 
 __all__ = ["AVERAGE", "AblationTable", "Cell", "Comparison", "RowResult", "holm", "paired_p"]
 
@@ -385,14 +386,4 @@ class AblationTable:
                 for r in self.results
             ],
         }
-        return json.dumps(_strict(payload), indent=2, allow_nan=False) + "\n"
-
-
-def _strict(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _strict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_strict(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+        return json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n"
