@@ -7,6 +7,7 @@ code paths with a world of one, so there is one loop to test.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from dataclasses import dataclass, field
@@ -122,6 +123,21 @@ class DistEnv:
         for handler in logging.getLogger().handlers:
             handler.setFormatter(fmt)
 
-    def cleanup(self) -> None:
-        if self.distributed and dist.is_initialized():
-            dist.destroy_process_group()
+    def cleanup(self, synchronise: bool = True) -> None:
+        """Leave the process group; after a run that ended normally, all ranks together.
+
+        A rank whose share ended early (rank 1 of ``detect``, with nothing to write) would
+        otherwise tear its gloo pairs down while rank 0 still runs; CI saw such a rank abort
+        at exit ("terminate called without an active exception") after every result had been
+        written, which failed the whole ``torchrun``. So every rank first waits for the
+        others at a barrier. After an error
+        (``synchronise=False``) a peer may be gone and a barrier would hang until the timeout,
+        so the rank leaves at once. The group's C++ objects are then collected while the
+        interpreter is whole, not during its finalisation, where freeing them can abort.
+        """
+        if not (self.distributed and dist.is_initialized()):
+            return
+        if synchronise:
+            dist.barrier()
+        dist.destroy_process_group()
+        gc.collect()

@@ -81,6 +81,9 @@ def in_process_group(
     env = DistEnv.setup(args.device)
     env.tag_logs()
     try:
-        return run(args, env)
-    finally:
-        env.cleanup()
+        code = run(args, env)
+    except BaseException:
+        env.cleanup(synchronise=False)
+        raise
+    env.cleanup()
+    return code

@@ -29,8 +29,10 @@ def _train(args: argparse.Namespace) -> int:
     trainer = Trainer(config, run_dir, resume=args.resume, progress=not args.quiet)
     try:
         result = trainer.fit()
-    finally:
-        trainer.env.cleanup()
+    except BaseException:
+        trainer.env.cleanup(synchronise=False)
+        raise
+    trainer.env.cleanup()
     if trainer.env.is_main:
         if result.interrupted:
             print(f"stopped; resume with: mfclip train {args.config} --run-dir {run_dir} --resume")
