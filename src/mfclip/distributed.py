@@ -130,10 +130,10 @@ class DistEnv:
         otherwise tear its gloo pairs down while rank 0 still runs; CI saw such a rank abort
         at exit ("terminate called without an active exception") after every result had been
         written, which failed the whole ``torchrun``. So every rank first waits for the
-        others at a barrier. After an error
-        (``synchronise=False``) a peer may be gone and a barrier would hang until the timeout,
-        so the rank leaves at once. The group's C++ objects are then collected while the
-        interpreter is whole, not during its finalisation, where freeing them can abort.
+        others at a barrier. After an error (``synchronise=False``) a peer may be gone and a
+        barrier would hang until the timeout, so the rank leaves at once. The group's C++
+        objects are then collected while the interpreter is whole, not during its
+        finalisation, where freeing them can abort.
         """
         if not (self.distributed and dist.is_initialized()):
             return
