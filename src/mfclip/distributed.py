@@ -10,6 +10,8 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,17 +104,16 @@ class DistEnv:
         return box[0]
 
     def all_reduce_max(self, value: float) -> float:
-        if not self.distributed:
-            return value
-        t = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return float(t.item())
+        return self._all_reduce(value, dist.ReduceOp.MAX)
 
     def all_reduce_sum(self, value: float) -> float:
+        return self._all_reduce(value, dist.ReduceOp.SUM)
+
+    def _all_reduce(self, value: float, op: dist.ReduceOp) -> float:
         if not self.distributed:
             return value
         t = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        dist.all_reduce(t, op=op)
         return float(t.item())
 
     def tag_logs(self) -> None:
@@ -122,6 +123,19 @@ class DistEnv:
         fmt = logging.Formatter(f"%(levelname)s rank {self.rank}: %(name)s: %(message)s")
         for handler in logging.getLogger().handlers:
             handler.setFormatter(fmt)
+
+    @contextmanager
+    def leaving_when_done(self) -> Iterator[DistEnv]:
+        """Leave the group as the block ends: all ranks together, or at once after an error.
+
+        The one exit that ``detect``, ``evaluate`` and ``train`` share; see :meth:`cleanup`.
+        """
+        try:
+            yield self
+        except BaseException:
+            self.cleanup(synchronise=False)
+            raise
+        self.cleanup()
 
     def cleanup(self, synchronise: bool = True) -> None:
         """Leave the process group; after a run that ended normally, all ranks together.

@@ -80,10 +80,5 @@ def in_process_group(
 
     env = DistEnv.setup(args.device)
     env.tag_logs()
-    try:
-        code = run(args, env)
-    except BaseException:
-        env.cleanup(synchronise=False)
-        raise
-    env.cleanup()
-    return code
+    with env.leaving_when_done():
+        return run(args, env)

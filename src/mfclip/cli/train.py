@@ -27,12 +27,8 @@ def _train(args: argparse.Namespace) -> int:
             f"--run-dir for a new one"
         )
     trainer = Trainer(config, run_dir, resume=args.resume, progress=not args.quiet)
-    try:
+    with trainer.env.leaving_when_done():
         result = trainer.fit()
-    except BaseException:
-        trainer.env.cleanup(synchronise=False)
-        raise
-    trainer.env.cleanup()
     if trainer.env.is_main:
         if result.interrupted:
             print(f"stopped; resume with: mfclip train {args.config} --run-dir {run_dir} --resume")
